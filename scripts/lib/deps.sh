@@ -1,0 +1,38 @@
+# Installs the Debian packages a step needs when they are missing (apt-get; sudo when not root).
+# Usage: source scripts/lib/deps.sh; install_packages pkg1 pkg2 ...
+
+BUILD_PACKAGES=(cmake g++ make pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
+                libkeyutils-dev libcli11-dev libgtest-dev)
+RUNTIME_TOOLS=(rsync tar diffutils findutils attr util-linux keyutils openssl sqlite3 procps psmisc)
+
+install_packages() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing missing Debian packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null; then
+            echo "error: missing packages (${missing[*]}) and no sudo; install them as root" >&2
+            return 1
+        fi
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
+        "${sudo[@]}" apt-get update
+        "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# Configures and builds into BUILD_DIR (default build/) with warnings as errors.
+build_project() {
+    local dir=${1:-build}
+    cmake -S . -B "$dir" -DVSCARD_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    cmake --build "$dir" -j"$(nproc)"
+}

@@ -1,0 +1,787 @@
+#include "vfs/area_fs.hpp"
+
+#include <sys/xattr.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "error.hpp"
+
+namespace vscard {
+namespace {
+
+constexpr std::size_t kMaxName = 255;
+constexpr std::size_t kMaxXattrValue = 64 * 1024;
+
+using Exclusive = std::unique_lock<std::shared_mutex>;
+using Shared = std::shared_lock<std::shared_mutex>;
+
+bool has_pending(const FileData& f) {
+    return !f.dirty.empty() || f.drop_from || f.size != f.committed_size ||
+           !(f.mtime == f.committed_mtime);
+}
+
+}  // namespace
+
+AreaFs::AreaFs(std::shared_ptr<AreaStore> store, Area area, std::shared_ptr<ContentPolicy> policy)
+    : store_(std::move(store)), area_(area), policy_(std::move(policy)),
+      chunk_size_(store_->chunk_size()) {
+    load();
+}
+
+AreaFs::~AreaFs() = default;
+
+void AreaFs::check_unlocked() const {
+    if (locked_)
+        throw Error(ErrorKind::Locked, std::string("the ") + area_name(area_) +
+                                           " area is locked; unlock it with 'vscardctl unlock'");
+}
+
+void AreaFs::check_name(const std::string& name) {
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+        name.find('\0') != std::string::npos)
+        throw Error(ErrorKind::Invalid, "invalid file name");
+    if (name.size() > kMaxName) throw Error(ErrorKind::NameTooLong, "file name too long");
+}
+
+void AreaFs::load() {
+    auto rows = store_->load();
+    std::vector<std::uint64_t> live_contents;
+    for (auto& row : rows) {
+        if (row.meta.parent == 0) {
+            if (root_ != 0 || row.meta.kind != NodeKind::Dir)
+                throw Error(ErrorKind::Corrupt, store_->describe() + ": the " + area_name(area_) +
+                                                    " area has a damaged root");
+            root_ = row.id;
+        }
+        Node n;
+        if (row.meta.kind == NodeKind::File) {
+            n.file = std::make_shared<FileData>();
+            n.file->id = row.id;
+            n.file->content = row.meta.content;
+            n.file->size = n.file->committed_size = row.meta.size;
+            n.file->mtime = n.file->committed_mtime = row.meta.mtime;
+            live_contents.push_back(row.meta.content);
+        }
+        n.meta = std::move(row.meta);
+        nodes_.emplace(row.id, std::move(n));
+    }
+    if (root_ == 0)
+        throw Error(ErrorKind::Corrupt,
+                    store_->describe() + ": the " + area_name(area_) + " area has no root");
+    for (auto& [id, n] : nodes_) {
+        if (id == root_) continue;
+        auto parent = nodes_.find(n.meta.parent);
+        if (parent == nodes_.end() || parent->second.meta.kind != NodeKind::Dir)
+            throw Error(ErrorKind::Corrupt, store_->describe() + ": object '" + n.meta.name +
+                                                "' in the " + area_name(area_) +
+                                                " area has lost its folder");
+        if (!parent->second.children.emplace(n.meta.name, id).second)
+            throw Error(ErrorKind::Corrupt, store_->describe() + ": two objects named '" +
+                                                n.meta.name + "' in one folder");
+    }
+    store_->drop_unreferenced(live_contents);
+}
+
+AreaFs::Node& AreaFs::node(std::uint64_t id) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end()) throw Error(ErrorKind::NotFound, "no such file or directory");
+    return it->second;
+}
+
+std::uint64_t AreaFs::resolve(const RelPath& path) {
+    std::uint64_t id = root_;
+    for (const auto& part : path) {
+        Node& n = node(id);
+        if (n.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
+        auto it = n.children.find(part);
+        if (it == n.children.end()) {
+            if (part.size() > kMaxName) throw Error(ErrorKind::NameTooLong, "file name too long");
+            throw Error(ErrorKind::NotFound, "no such file or directory");
+        }
+        id = it->second;
+    }
+    return id;
+}
+
+std::pair<std::uint64_t, std::string> AreaFs::resolve_parent(const RelPath& path) {
+    if (path.empty()) throw Error(ErrorKind::Busy, "the area root cannot be changed");
+    RelPath parent(path.begin(), path.end() - 1);
+    std::uint64_t pid = resolve(parent);
+    if (node(pid).meta.kind != NodeKind::Dir)
+        throw Error(ErrorKind::NotDirectory, "not a directory");
+    check_name(path.back());
+    return {pid, path.back()};
+}
+
+Attr AreaFs::attr_of(std::uint64_t id) {
+    Node& n = node(id);
+    Attr a;
+    a.node = id;
+    a.kind = n.meta.kind;
+    a.mode = n.meta.mode;
+    a.ctime = n.meta.ctime;
+    if (n.file) {
+        std::lock_guard lock(n.file->mutex);
+        a.size = n.file->size;
+        a.mtime = n.file->mtime;
+        a.nlink = 1;
+    } else {
+        a.mtime = n.meta.mtime;
+        a.nlink = 2;
+        for (const auto& [name, child] : n.children)
+            if (nodes_.at(child).meta.kind == NodeKind::Dir) ++a.nlink;
+    }
+    return a;
+}
+
+NodeRow AreaFs::row_of(std::uint64_t id) {
+    Node& n = node(id);
+    NodeRow row{id, n.meta};
+    if (n.file) {
+        row.meta.size = n.file->committed_size;
+        row.meta.mtime = n.file->committed_mtime;
+        row.meta.content = n.file->content;
+    }
+    return row;
+}
+
+std::string AreaFs::path_of(std::uint64_t id) {
+    std::string path;
+    while (id != root_) {
+        Node& n = node(id);
+        path = "/" + n.meta.name + path;
+        id = n.meta.parent;
+    }
+    return path;
+}
+
+Attr AreaFs::getattr(const RelPath& path) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    return attr_of(resolve(path));
+}
+
+std::vector<std::pair<std::string, Attr>> AreaFs::readdir(const RelPath& path) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    Node& dir = node(resolve(path));
+    if (dir.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
+    std::vector<std::pair<std::string, Attr>> out;
+    out.reserve(dir.children.size());
+    for (const auto& [name, id] : dir.children) out.emplace_back(name, attr_of(id));
+    return out;
+}
+
+Attr AreaFs::mkdir(const RelPath& path, std::uint32_t mode) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    auto [pid, name] = resolve_parent(path);
+    if (node(pid).children.count(name)) throw Error(ErrorKind::Exists, "file exists");
+    Timestamp now = Timestamp::now();
+    NodeRow row;
+    row.id = store_->allocate_id();
+    row.meta.kind = NodeKind::Dir;
+    row.meta.parent = pid;
+    row.meta.name = name;
+    row.meta.mode = mode & 07777;
+    row.meta.mtime = row.meta.ctime = now;
+    NodeRow parent = row_of(pid);
+    parent.meta.mtime = parent.meta.ctime = now;
+    AreaChange change;
+    change.upserts = {row, parent};
+    store_->apply(change);
+    node(pid).meta = parent.meta;
+    node(pid).children[name] = row.id;
+    nodes_[row.id] = Node{row.meta, {}, nullptr};
+    return attr_of(row.id);
+}
+
+void AreaFs::rmdir(const RelPath& path) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    auto [pid, name] = resolve_parent(path);
+    std::uint64_t id = resolve(path);
+    Node& n = node(id);
+    if (n.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
+    if (!n.children.empty()) throw Error(ErrorKind::NotEmpty, "directory not empty");
+    NodeRow parent = row_of(pid);
+    parent.meta.mtime = parent.meta.ctime = Timestamp::now();
+    AreaChange change;
+    change.deleted_nodes.push_back(id);
+    change.upserts.push_back(parent);
+    store_->apply(change);
+    node(pid).meta = parent.meta;
+    node(pid).children.erase(name);
+    nodes_.erase(id);
+}
+
+void AreaFs::unlink(const RelPath& path) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    auto [pid, name] = resolve_parent(path);
+    std::uint64_t id = resolve(path);
+    Node& n = node(id);
+    if (n.meta.kind == NodeKind::Dir) throw Error(ErrorKind::IsDirectory, "is a directory");
+    NodeRow parent = row_of(pid);
+    parent.meta.mtime = parent.meta.ctime = Timestamp::now();
+    AreaChange change;
+    change.deleted_nodes.push_back(id);
+    change.upserts.push_back(parent);
+    // An open file keeps its data until the last handle goes (POSIX unlink semantics).
+    bool open = n.file->handles > 0;
+    if (!open) change.dropped_chunks.emplace_back(n.file->content, 0);
+    store_->apply(change);
+    node(pid).meta = parent.meta;
+    node(pid).children.erase(name);
+    if (open) n.file->orphan = true;
+    nodes_.erase(id);
+}
+
+void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    auto [src_parent, src_name] = resolve_parent(from);
+    std::uint64_t src = resolve(from);
+    auto [dst_parent, dst_name] = resolve_parent(to);
+    Node& s = node(src);
+
+    std::optional<std::uint64_t> dst;
+    auto existing = node(dst_parent).children.find(dst_name);
+    if (existing != node(dst_parent).children.end()) dst = existing->second;
+    if (dst == src) return;  // POSIX: renaming a file onto itself does nothing
+    if (dst) {
+        if (no_replace) throw Error(ErrorKind::Exists, "file exists");
+        Node& d = node(*dst);
+        if (s.meta.kind == NodeKind::Dir && d.meta.kind != NodeKind::Dir)
+            throw Error(ErrorKind::NotDirectory, "not a directory");
+        if (s.meta.kind != NodeKind::Dir && d.meta.kind == NodeKind::Dir)
+            throw Error(ErrorKind::IsDirectory, "is a directory");
+        if (d.meta.kind == NodeKind::Dir && !d.children.empty())
+            throw Error(ErrorKind::NotEmpty, "directory not empty");
+    }
+    if (s.meta.kind == NodeKind::Dir) {
+        for (std::uint64_t p = dst_parent; p != 0; p = p == root_ ? 0 : node(p).meta.parent)
+            if (p == src) throw Error(ErrorKind::Invalid, "cannot move a directory into itself");
+    }
+
+    Timestamp now = Timestamp::now();
+    AreaChange change;
+    NodeRow moved = row_of(src);
+    moved.meta.parent = dst_parent;
+    moved.meta.name = dst_name;
+    moved.meta.ctime = now;
+    change.upserts.push_back(moved);
+    NodeRow from_dir = row_of(src_parent);
+    from_dir.meta.mtime = from_dir.meta.ctime = now;
+    change.upserts.push_back(from_dir);
+    std::optional<NodeRow> to_dir;
+    if (dst_parent != src_parent) {
+        to_dir = row_of(dst_parent);
+        to_dir->meta.mtime = to_dir->meta.ctime = now;
+        change.upserts.push_back(*to_dir);
+    }
+    bool dst_open = false;
+    if (dst) {
+        change.deleted_nodes.push_back(*dst);
+        Node& d = node(*dst);
+        if (d.file) {
+            dst_open = d.file->handles > 0;
+            if (!dst_open) change.dropped_chunks.emplace_back(d.file->content, 0);
+        }
+    }
+    store_->apply(change);
+
+    if (dst) {
+        Node& d = node(*dst);
+        if (d.file && dst_open) d.file->orphan = true;
+        nodes_.erase(*dst);
+    }
+    node(src_parent).children.erase(src_name);
+    node(src_parent).meta = from_dir.meta;
+    if (to_dir) node(dst_parent).meta = to_dir->meta;
+    node(dst_parent).children[dst_name] = src;
+    Node& moved_node = node(src);
+    moved_node.meta.parent = dst_parent;
+    moved_node.meta.name = dst_name;
+    moved_node.meta.ctime = now;
+    if (policy_ && moved_node.file) create_siblings(src);
+}
+
+void AreaFs::commit_meta(std::uint64_t id) {
+    AreaChange change;
+    change.upserts.push_back(row_of(id));
+    store_->apply(change);
+}
+
+void AreaFs::chmod(const RelPath& path, std::uint32_t mode) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    std::uint64_t id = resolve(path);
+    Node& n = node(id);
+    NodeMeta before = n.meta;
+    n.meta.mode = mode & 07777;
+    n.meta.ctime = Timestamp::now();
+    try {
+        commit_meta(id);
+    } catch (...) {
+        n.meta = before;
+        throw;
+    }
+}
+
+void AreaFs::set_mtime(const RelPath& path, Timestamp mtime) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    std::uint64_t id = resolve(path);
+    Node& n = node(id);
+    NodeMeta before = n.meta;
+    n.meta.ctime = Timestamp::now();
+    Timestamp live_before, committed_before;
+    if (n.file) {
+        live_before = n.file->mtime;
+        committed_before = n.file->committed_mtime;
+        n.file->mtime = n.file->committed_mtime = mtime;
+    } else {
+        n.meta.mtime = mtime;
+    }
+    try {
+        commit_meta(id);
+    } catch (...) {
+        n.meta = before;
+        if (n.file) {
+            n.file->mtime = live_before;
+            n.file->committed_mtime = committed_before;
+        }
+        throw;
+    }
+}
+
+void AreaFs::truncate(const RelPath& path, std::uint64_t size) {
+    std::shared_ptr<FileData> f;
+    {
+        Shared lock(tree_mutex_);
+        check_unlocked();
+        Node& n = node(resolve(path));
+        if (!n.file) throw Error(ErrorKind::IsDirectory, "is a directory");
+        f = n.file;
+    }
+    OpenFile handle(f, true);
+    ftruncate(handle, size);
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    std::lock_guard flock(f->mutex);
+    // Without an open handle nobody will flush: the truncate lands now.
+    if (f->handles == 0 && !f->orphan) commit_locked(*f);
+}
+
+std::shared_ptr<OpenFile> AreaFs::open(const RelPath& path, bool writable, bool truncate) {
+    std::shared_ptr<FileData> f;
+    {
+        Shared lock(tree_mutex_);
+        check_unlocked();
+        Node& n = node(resolve(path));
+        if (!n.file) throw Error(ErrorKind::IsDirectory, "is a directory");
+        f = n.file;
+        std::lock_guard flock(f->mutex);
+        ++f->handles;
+    }
+    auto handle = std::make_shared<OpenFile>(f, writable);
+    if (truncate) ftruncate(*handle, 0);
+    return handle;
+}
+
+std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode, bool exclusive) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    auto [pid, name] = resolve_parent(path);
+    auto existing = node(pid).children.find(name);
+    if (existing != node(pid).children.end()) {
+        if (exclusive) throw Error(ErrorKind::Exists, "file exists");
+        Node& n = node(existing->second);
+        if (!n.file) throw Error(ErrorKind::IsDirectory, "is a directory");
+        std::lock_guard flock(n.file->mutex);
+        ++n.file->handles;
+        return std::make_shared<OpenFile>(n.file, true);
+    }
+    Timestamp now = Timestamp::now();
+    NodeRow row;
+    row.id = store_->allocate_id();
+    row.meta.kind = NodeKind::File;
+    row.meta.parent = pid;
+    row.meta.name = name;
+    row.meta.mode = mode & 07777;
+    row.meta.mtime = row.meta.ctime = now;
+    row.meta.content = store_->allocate_id();
+    NodeRow parent = row_of(pid);
+    parent.meta.mtime = parent.meta.ctime = now;
+    AreaChange change;
+    change.upserts = {row, parent};
+    store_->apply(change);
+    node(pid).meta = parent.meta;
+    node(pid).children[name] = row.id;
+    auto f = std::make_shared<FileData>();
+    f->id = row.id;
+    f->content = row.meta.content;
+    f->mtime = f->committed_mtime = now;
+    f->handles = 1;
+    nodes_[row.id] = Node{row.meta, {}, f};
+    return std::make_shared<OpenFile>(f, true);
+}
+
+void AreaFs::read_committed_chunk(FileData& f, std::uint64_t index, SecureBytes& out) {
+    out.clear();
+    if (f.drop_from && index >= *f.drop_from) return;
+    if (index * chunk_size_ >= f.committed_size) return;
+    if (!store_->read_chunk(f.content, index, out)) out.clear();
+}
+
+SecureBytes& AreaFs::dirty_chunk(FileData& f, std::uint64_t index) {
+    auto it = f.dirty.find(index);
+    if (it != f.dirty.end()) return it->second;
+    SecureBytes buf;
+    read_committed_chunk(f, index, buf);
+    f.dirty_bytes += chunk_size_;
+    return f.dirty.emplace(index, std::move(buf)).first->second;
+}
+
+std::size_t AreaFs::read(OpenFile& file, std::uint64_t offset, std::size_t size, char* out) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    FileData& f = file.data();
+    std::lock_guard flock(f.mutex);
+    if (offset >= f.size) return 0;
+    size = static_cast<std::size_t>(std::min<std::uint64_t>(size, f.size - offset));
+    SecureBytes scratch;
+    std::size_t done = 0;
+    while (done < size) {
+        std::uint64_t pos = offset + done;
+        std::uint64_t index = pos / chunk_size_;
+        std::size_t in_chunk = static_cast<std::size_t>(pos % chunk_size_);
+        std::size_t n = std::min(size - done, chunk_size_ - in_chunk);
+        const SecureBytes* chunk;
+        auto it = f.dirty.find(index);
+        if (it != f.dirty.end()) {
+            chunk = &it->second;
+        } else {
+            read_committed_chunk(f, index, scratch);
+            chunk = &scratch;
+        }
+        std::size_t avail = chunk->size() > in_chunk ? std::min(n, chunk->size() - in_chunk) : 0;
+        if (avail) std::memcpy(out + done, chunk->data() + in_chunk, avail);
+        if (avail < n) std::memset(out + done + avail, 0, n - avail);  // a hole
+        done += n;
+    }
+    return done;
+}
+
+std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data,
+                          std::size_t size) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    if (!file.writable()) throw Error(ErrorKind::Invalid, "file not open for writing");
+    FileData& f = file.data();
+    std::lock_guard flock(f.mutex);
+    if (policy_ && offset + size > policy_->max_file_size())
+        throw Error(ErrorKind::TooBig, "file too large for this area");
+    std::size_t done = 0;
+    while (done < size) {
+        std::uint64_t pos = offset + done;
+        std::uint64_t index = pos / chunk_size_;
+        std::size_t in_chunk = static_cast<std::size_t>(pos % chunk_size_);
+        std::size_t n = std::min(size - done, chunk_size_ - in_chunk);
+        SecureBytes& chunk = dirty_chunk(f, index);
+        if (chunk.size() < in_chunk + n) chunk.resize(in_chunk + n, 0);
+        std::memcpy(chunk.data() + in_chunk, data + done, n);
+        done += n;
+    }
+    f.size = std::max<std::uint64_t>(f.size, offset + size);
+    f.mtime = Timestamp::now();
+    if (!policy_ && !f.orphan && f.dirty_bytes > kMaxDirtyBytes) commit_locked(f);
+    return size;
+}
+
+void AreaFs::drop_chunks_beyond(FileData& f, std::uint64_t size) {
+    std::uint64_t keep = (size + chunk_size_ - 1) / chunk_size_;  // chunks still holding data
+    for (auto it = f.dirty.lower_bound(keep); it != f.dirty.end();) it = f.dirty.erase(it);
+    if (size % chunk_size_ != 0) {
+        SecureBytes& last = dirty_chunk(f, size / chunk_size_);
+        std::size_t len = static_cast<std::size_t>(size % chunk_size_);
+        if (last.size() > len) last.resize(len);
+    }
+    f.drop_from = std::min(f.drop_from.value_or(keep), keep);
+}
+
+void AreaFs::ftruncate(OpenFile& file, std::uint64_t size) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    FileData& f = file.data();
+    std::lock_guard flock(f.mutex);
+    if (policy_ && size > policy_->max_file_size())
+        throw Error(ErrorKind::TooBig, "file too large for this area");
+    if (size < f.size) drop_chunks_beyond(f, size);
+    f.size = size;
+    f.mtime = Timestamp::now();
+}
+
+Attr AreaFs::fgetattr(OpenFile& file) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    FileData& f = file.data();
+    if (f.orphan) {
+        std::lock_guard flock(f.mutex);
+        Attr a;
+        a.node = f.id;
+        a.size = f.size;
+        a.mtime = a.ctime = f.mtime;
+        a.nlink = 0;
+        a.mode = 0600;
+        return a;
+    }
+    return attr_of(f.id);
+}
+
+SecureBytes AreaFs::whole_content(FileData& f) {
+    SecureBytes content(static_cast<std::size_t>(f.size));
+    SecureBytes scratch;
+    for (std::uint64_t index = 0; index * chunk_size_ < f.size; ++index) {
+        const SecureBytes* chunk;
+        auto it = f.dirty.find(index);
+        if (it != f.dirty.end()) {
+            chunk = &it->second;
+        } else {
+            read_committed_chunk(f, index, scratch);
+            chunk = &scratch;
+        }
+        std::size_t start = static_cast<std::size_t>(index * chunk_size_);
+        std::size_t n = std::min(chunk->size(), content.size() - start);
+        std::memcpy(content.data() + start, chunk->data(), n);
+    }
+    return content;
+}
+
+void AreaFs::commit_locked(FileData& f) {
+    if (f.orphan || !has_pending(f)) return;
+    auto revert = [&] {
+        f.dirty.clear();
+        f.dirty_bytes = 0;
+        f.drop_from.reset();
+        f.size = f.committed_size;
+        f.mtime = f.committed_mtime;
+    };
+    if (policy_) {
+        // The policy sees (and may replace) the whole new content: keys become envelopes.
+        SecureBytes content = whole_content(f);
+        try {
+            policy_->on_commit(node(f.id).meta.name, content);
+        } catch (...) {
+            revert();
+            throw;
+        }
+        f.dirty.clear();
+        for (std::size_t start = 0; start < content.size(); start += chunk_size_) {
+            std::size_t n = std::min(chunk_size_, content.size() - start);
+            f.dirty.emplace(start / chunk_size_,
+                            SecureBytes(content.begin() + static_cast<std::ptrdiff_t>(start),
+                                        content.begin() + static_cast<std::ptrdiff_t>(start + n)));
+        }
+        f.drop_from = 0;
+        f.size = content.size();
+    }
+    AreaChange change;
+    NodeRow row{f.id, node(f.id).meta};
+    row.meta.size = f.size;
+    row.meta.mtime = f.mtime;
+    row.meta.content = f.content;
+    change.upserts.push_back(row);
+    if (f.drop_from) change.dropped_chunks.emplace_back(f.content, *f.drop_from);
+    for (auto& [index, data] : f.dirty) change.chunks.push_back({f.content, index, std::move(data)});
+    try {
+        store_->apply(change);
+    } catch (...) {
+        revert();
+        throw;
+    }
+    f.dirty.clear();
+    f.dirty_bytes = 0;
+    f.drop_from.reset();
+    f.committed_size = f.size;
+    f.committed_mtime = f.mtime;
+}
+
+void AreaFs::flush(OpenFile& file) {
+    bool committed = false;
+    {
+        Shared lock(tree_mutex_);
+        check_unlocked();
+        FileData& f = file.data();
+        std::lock_guard flock(f.mutex);
+        committed = has_pending(f) && !f.orphan;
+        commit_locked(f);
+    }
+    if (committed && policy_) {
+        Exclusive lock(tree_mutex_);
+        if (!locked_ && nodes_.count(file.data().id)) create_siblings(file.data().id);
+    }
+}
+
+void AreaFs::fsync(OpenFile& file) {
+    flush(file);
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    store_->sync();
+}
+
+void AreaFs::release(OpenFile& file) {
+    FileData& f = file.data();
+    std::exception_ptr failure;
+    if (!locked_) {
+        try {
+            flush(file);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    }
+    bool drop = false;
+    {
+        std::lock_guard flock(f.mutex);
+        drop = --f.handles == 0 && f.orphan;
+        if (drop) {
+            f.dirty.clear();
+            f.dirty_bytes = 0;
+        }
+    }
+    if (drop && !locked_) {
+        Shared lock(tree_mutex_);
+        if (!locked_) {
+            AreaChange change;
+            change.dropped_chunks.emplace_back(f.content, 0);
+            store_->apply(change);
+        }
+    }
+    if (failure) std::rethrow_exception(failure);
+}
+
+void AreaFs::create_siblings(std::uint64_t id) {
+    Node& n = node(id);
+    if (!n.file || n.meta.name.empty() || n.meta.name[0] == '.') return;
+    SecureBytes content;
+    {
+        std::lock_guard flock(n.file->mutex);
+        content = whole_content(*n.file);
+    }
+    std::uint64_t pid = n.meta.parent;
+    for (auto& [name, data] : policy_->siblings(n.meta.name, content)) {
+        if (node(pid).children.count(name)) continue;
+        Timestamp now = Timestamp::now();
+        NodeRow row;
+        row.id = store_->allocate_id();
+        row.meta.kind = NodeKind::File;
+        row.meta.parent = pid;
+        row.meta.name = name;
+        row.meta.mode = 0644;
+        row.meta.mtime = row.meta.ctime = now;
+        row.meta.content = store_->allocate_id();
+        row.meta.size = data.size();
+        AreaChange change;
+        change.upserts.push_back(row);
+        if (!data.empty()) change.chunks.push_back({row.meta.content, 0, secure_from(data)});
+        store_->apply(change);
+        node(pid).children[name] = row.id;
+        auto f = std::make_shared<FileData>();
+        f->id = row.id;
+        f->content = row.meta.content;
+        f->size = f->committed_size = data.size();
+        f->mtime = f->committed_mtime = now;
+        nodes_[row.id] = Node{row.meta, {}, f};
+    }
+}
+
+void AreaFs::setxattr(const RelPath& path, const std::string& name, const std::string& value,
+                      int flags) {
+    if (name.rfind("user.", 0) != 0)
+        throw Error(ErrorKind::NotSupported, "only user.* extended attributes are kept");
+    if (name.size() > kMaxName) throw Error(ErrorKind::NameTooLong, "attribute name too long");
+    if (value.size() > kMaxXattrValue) throw Error(ErrorKind::TooBig, "attribute value too large");
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    std::uint64_t id = resolve(path);
+    Node& n = node(id);
+    bool present = n.meta.xattrs.count(name) > 0;
+    if ((flags & XATTR_CREATE) && present) throw Error(ErrorKind::Exists, "attribute exists");
+    if ((flags & XATTR_REPLACE) && !present) throw Error(ErrorKind::NoAttribute, "no such attribute");
+    NodeMeta before = n.meta;
+    n.meta.xattrs[name] = value;
+    n.meta.ctime = Timestamp::now();
+    try {
+        commit_meta(id);
+    } catch (...) {
+        n.meta = before;
+        throw;
+    }
+}
+
+std::string AreaFs::getxattr(const RelPath& path, const std::string& name) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    Node& n = node(resolve(path));
+    auto it = n.meta.xattrs.find(name);
+    if (it == n.meta.xattrs.end()) throw Error(ErrorKind::NoAttribute, "no such attribute");
+    return it->second;
+}
+
+std::vector<std::string> AreaFs::listxattr(const RelPath& path) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    Node& n = node(resolve(path));
+    std::vector<std::string> names;
+    for (const auto& [k, v] : n.meta.xattrs) names.push_back(k);
+    return names;
+}
+
+void AreaFs::removexattr(const RelPath& path, const std::string& name) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    std::uint64_t id = resolve(path);
+    Node& n = node(id);
+    if (!n.meta.xattrs.count(name)) throw Error(ErrorKind::NoAttribute, "no such attribute");
+    NodeMeta before = n.meta;
+    n.meta.xattrs.erase(name);
+    n.meta.ctime = Timestamp::now();
+    try {
+        commit_meta(id);
+    } catch (...) {
+        n.meta = before;
+        throw;
+    }
+}
+
+SpaceInfo AreaFs::statfs() {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    return store_->space();
+}
+
+std::vector<std::string> AreaFs::lock() {
+    Exclusive lock(tree_mutex_);
+    std::vector<std::string> paths;
+    if (locked_) return paths;
+    for (auto& [id, n] : nodes_) {
+        if (n.file) {
+            std::lock_guard flock(n.file->mutex);
+            try {
+                commit_locked(*n.file);
+            } catch (const Error&) {
+                // Refused content (e.g. a half-written key) is dropped with the lock.
+            }
+            n.file->dirty.clear();
+        }
+        paths.push_back(path_of(id));
+    }
+    locked_ = true;
+    nodes_.clear();
+    store_.reset();  // the area key goes with the store
+    return paths;
+}
+
+}  // namespace vscard

@@ -1,0 +1,161 @@
+#pragma once
+// The filesystem logic of one area (public, private or secret) of one medium, written once
+// against AreaStore: path lookup, POSIX semantics, write buffering and atomic commits.
+//
+// Locking: `tree_mutex_` (shared for data operations, exclusive for structural changes) is
+// always taken before a file's own mutex, so readers and writers of different files run in
+// parallel, including their crypto and disk I/O.
+//
+// Atomicity: what is written through a handle is buffered and committed as one transaction
+// on flush, fsync or close, so after a crash every file holds its old or its new content.
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "vfs/node.hpp"
+
+namespace vscard {
+
+using RelPath = std::vector<std::string>;  // components below the area root
+
+struct Attr {
+    std::uint64_t node = 0;
+    NodeKind kind = NodeKind::File;
+    std::uint32_t mode = 0;
+    std::uint64_t size = 0;
+    std::uint32_t nlink = 1;
+    Timestamp mtime;
+    Timestamp ctime;
+};
+
+// What an area demands of file content (the secret area turns keys into envelopes).
+class ContentPolicy {
+public:
+    virtual ~ContentPolicy() = default;
+    // Called when a file's new content is committed; may replace CONTENT, or throw
+    // Error(Invalid) to refuse it (the previous content then stays).
+    virtual void on_commit(const std::string& name, SecureBytes& content) = 0;
+    // Files to create beside NAME when absent (e.g. NAME.pub), given its committed content.
+    virtual std::vector<std::pair<std::string, std::string>> siblings(const std::string& name,
+                                                                      ByteView content) = 0;
+    virtual std::uint64_t max_file_size() const = 0;
+};
+
+class AreaFs;
+
+// An open file: shared by every handle on the same object.
+struct FileData {
+    std::mutex mutex;
+    std::uint64_t id = 0;
+    std::uint64_t content = 0;
+    std::uint64_t size = 0;  // live: includes what is not committed yet
+    Timestamp mtime;
+    std::uint64_t committed_size = 0;  // as in the store
+    Timestamp committed_mtime;
+    std::map<std::uint64_t, SecureBytes> dirty;  // chunk index -> plaintext
+    std::uint64_t dirty_bytes = 0;
+    std::optional<std::uint64_t> drop_from;      // chunks >= this are gone (truncate)
+    bool orphan = false;  // unlinked while open: data dies with the last handle
+    int handles = 0;
+};
+
+class OpenFile {
+public:
+    OpenFile(std::shared_ptr<FileData> data, bool writable)
+        : data_(std::move(data)), writable_(writable) {}
+    FileData& data() { return *data_; }
+    const std::shared_ptr<FileData>& shared() const { return data_; }
+    bool writable() const { return writable_; }
+
+private:
+    std::shared_ptr<FileData> data_;
+    bool writable_;
+};
+
+class AreaFs {
+public:
+    AreaFs(std::shared_ptr<AreaStore> store, Area area,
+           std::shared_ptr<ContentPolicy> policy = nullptr);
+    ~AreaFs();
+
+    Area area() const { return area_; }
+    std::uint64_t root_id() const { return root_; }
+
+    Attr getattr(const RelPath& path);
+    std::vector<std::pair<std::string, Attr>> readdir(const RelPath& path);
+    Attr mkdir(const RelPath& path, std::uint32_t mode);
+    void rmdir(const RelPath& path);
+    void unlink(const RelPath& path);
+    void rename(const RelPath& from, const RelPath& to, bool no_replace);
+    void chmod(const RelPath& path, std::uint32_t mode);
+    void set_mtime(const RelPath& path, Timestamp mtime);
+    void truncate(const RelPath& path, std::uint64_t size);
+
+    std::shared_ptr<OpenFile> open(const RelPath& path, bool writable, bool truncate);
+    std::shared_ptr<OpenFile> create(const RelPath& path, std::uint32_t mode, bool exclusive);
+    std::size_t read(OpenFile& file, std::uint64_t offset, std::size_t size, char* out);
+    std::size_t write(OpenFile& file, std::uint64_t offset, const char* data, std::size_t size);
+    void ftruncate(OpenFile& file, std::uint64_t size);
+    Attr fgetattr(OpenFile& file);
+    void flush(OpenFile& file);
+    void fsync(OpenFile& file);
+    void release(OpenFile& file);
+
+    void setxattr(const RelPath& path, const std::string& name, const std::string& value,
+                  int flags);
+    std::string getxattr(const RelPath& path, const std::string& name);
+    std::vector<std::string> listxattr(const RelPath& path);
+    void removexattr(const RelPath& path, const std::string& name);
+
+    SpaceInfo statfs();
+
+    // Commits what handles hold, then refuses every further access with EACCES.
+    // Returns the paths of all objects (for the kernel cache to be invalidated).
+    std::vector<std::string> lock();
+    bool locked() const { return locked_; }
+
+    // Buffered data above this is committed early (except under a policy that forbids it).
+    static constexpr std::uint64_t kMaxDirtyBytes = 256ull << 20;
+
+private:
+    struct Node {
+        NodeMeta meta;
+        std::map<std::string, std::uint64_t> children;  // dirs
+        std::shared_ptr<FileData> file;                 // files
+    };
+
+    void check_unlocked() const;
+    void load();
+    Node& node(std::uint64_t id);
+    std::uint64_t resolve(const RelPath& path);  // throws ENOENT/ENOTDIR
+    std::pair<std::uint64_t, std::string> resolve_parent(const RelPath& path);
+    Attr attr_of(std::uint64_t id);
+    NodeRow row_of(std::uint64_t id);  // meta with live file data (caller holds file mutex)
+    void commit_meta(std::uint64_t id);
+    // Caller holds tree_mutex_ (shared or exclusive) and f.mutex.
+    void commit_locked(FileData& f);
+    void drop_chunks_beyond(FileData& f, std::uint64_t size);
+    SecureBytes& dirty_chunk(FileData& f, std::uint64_t index);
+    void read_committed_chunk(FileData& f, std::uint64_t index, SecureBytes& out);
+    SecureBytes whole_content(FileData& f);
+    void create_siblings(std::uint64_t id);
+    std::string path_of(std::uint64_t id);
+    static void check_name(const std::string& name);
+
+    std::shared_ptr<AreaStore> store_;
+    Area area_;
+    std::shared_ptr<ContentPolicy> policy_;
+    std::size_t chunk_size_;
+    std::uint64_t root_ = 0;
+    mutable std::shared_mutex tree_mutex_;
+    std::unordered_map<std::uint64_t, Node> nodes_;
+    std::atomic<bool> locked_{false};
+};
+
+}  // namespace vscard

@@ -1,0 +1,605 @@
+#include "vfs/vfs.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+
+#include "error.hpp"
+#include "log.hpp"
+#include "vfs/secret_policy.hpp"
+
+namespace vscard {
+namespace {
+
+constexpr std::uint64_t kRootIno = 1, kVscRootIno = 2, kCardRootIno = 3;
+constexpr int kIdArea = 4;  // inode space of id/ beside the three areas
+constexpr auto kTouchInterval = std::chrono::seconds(30);
+
+const char* const kIdNames[] = {"assigned-card", "label",  "pin-tries-left", "serial",
+                                "state",         "type",   "uid"};
+
+class AgentSecretSource final : public SecretSource {
+public:
+    explicit AgentSecretSource(std::filesystem::path socket) : client_(std::move(socket)) {}
+    std::optional<SecureBytes> get(const std::string& target) override {
+        return client_.get(target);
+    }
+    void forget(const std::string& target) override { client_.forget(target); }
+    void touch(const std::string& target) override { client_.touch(target); }
+
+private:
+    AgentClient client_;
+};
+
+std::vector<std::string> split(const std::string& path) {
+    std::vector<std::string> parts;
+    std::size_t i = 0;
+    while (i < path.size()) {
+        std::size_t j = path.find('/', i);
+        if (j == std::string::npos) j = path.size();
+        if (j > i) parts.push_back(path.substr(i, j - i));
+        i = j + 1;
+    }
+    return parts;
+}
+
+std::optional<Area> area_named(const std::string& name) {
+    if (name == "public") return Area::Public;
+    if (name == "private") return Area::Private;
+    if (name == "secret") return Area::Secret;
+    return std::nullopt;
+}
+
+VfsAttr synthetic_dir(std::uint64_t ino, std::uint32_t mode, Timestamp time) {
+    VfsAttr a;
+    a.ino = ino;
+    a.dir = true;
+    a.mode = mode;
+    a.nlink = 2;
+    a.mtime = a.ctime = time;
+    return a;
+}
+
+[[noreturn]] void read_only_id() {
+    throw Error(ErrorKind::ReadOnly, "id/ is read-only");
+}
+
+[[noreturn]] void not_here() {
+    throw Error(ErrorKind::Locked,
+                "only public/, private/ and secret/ of a VSC take files; create a VSC with "
+                "'vscardctl create NAME'");
+}
+
+}  // namespace
+
+struct Vfs::Vsc {
+    std::string name;
+    std::filesystem::path path;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    std::shared_ptr<VscFile> file;  // null when the file failed to open
+    std::string error;
+    std::uint64_t tag = 0;  // high bits of every inode number of this VSC
+    Timestamp mtime;
+    std::mutex mutex;  // guards areas and last_touch
+    std::shared_ptr<AreaFs> areas[3];
+    std::chrono::steady_clock::time_point last_touch{};
+
+    std::string target() const { return "vsc/" + name; }
+    std::string prefix(Area area) const { return "/vsc/" + name + "/" + area_name(area); }
+    std::uint64_t ino_of(int space, std::uint64_t id) const {
+        return (tag << 40) | (std::uint64_t(space) << 36) | (id & ((1ull << 36) - 1));
+    }
+};
+
+struct Vfs::Route {
+    enum Kind { Root, VscRoot, CardRoot, VscDir, IdDir, IdFile, AreaPath } kind = Root;
+    std::shared_ptr<Vsc> vsc;
+    Area area = Area::Public;
+    RelPath rel;
+    std::string id_file;
+};
+
+Vfs::Vfs(VfsOptions options) : options_(std::move(options)), started_(Timestamp::now()) {
+    if (!options_.secrets) {
+        options_.secrets = std::make_shared<AgentSecretSource>(options_.agent_socket);
+        watcher_ = std::make_unique<AgentWatcher>(
+            options_.agent_socket,
+            [this](const std::string& target, bool unlocked) { agent_event(target, unlocked); });
+    }
+    rescan();
+}
+
+Vfs::~Vfs() {
+    watcher_.reset();
+    shutdown();
+}
+
+void Vfs::set_invalidator(std::function<void(const std::vector<std::string>&)> invalidate) {
+    invalidate_ = std::move(invalidate);
+}
+
+void Vfs::rescan() {
+    std::map<std::string, std::shared_ptr<Vsc>> found;
+    std::vector<std::string> gone;
+    DIR* dir = ::opendir(options_.store.c_str());
+    if (dir) {
+        while (dirent* e = ::readdir(dir)) {
+            std::string file = e->d_name;
+            if (file.size() <= 4 || file.compare(file.size() - 4, 4, ".vsc") != 0 || file[0] == '.')
+                continue;
+            std::string name = file.substr(0, file.size() - 4);
+            struct stat st {};
+            auto path = options_.store / file;
+            if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+            std::lock_guard lock(mutex_);
+            auto it = vscs_.find(name);
+            if (it != vscs_.end() && it->second->dev == st.st_dev && it->second->ino == st.st_ino) {
+                found[name] = it->second;
+                continue;
+            }
+            auto vsc = std::make_shared<Vsc>();
+            vsc->name = name;
+            vsc->path = path;
+            vsc->dev = st.st_dev;
+            vsc->ino = st.st_ino;
+            vsc->mtime = {st.st_mtim.tv_sec, static_cast<std::uint32_t>(st.st_mtim.tv_nsec)};
+            vsc->tag = (std::hash<std::string>{}(name) % ((1u << 24) - 1)) + 1;
+            try {
+                vsc->file = VscFile::open(path);
+                vsc->tag = (std::hash<std::string>{}(vsc->file->uid_hex()) % ((1u << 24) - 1)) + 1;
+            } catch (const Error& e) {
+                vsc->error = e.what();
+                log_line(std::string("cannot use ") + path.string() + ": " + e.what());
+            }
+            found[name] = vsc;
+        }
+        ::closedir(dir);
+    }
+    std::vector<std::shared_ptr<Vsc>> removed;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& [name, vsc] : vscs_) {
+            auto it = found.find(name);
+            if (it == found.end() || it->second != vsc) removed.push_back(vsc);
+        }
+        vscs_ = std::move(found);
+    }
+    for (auto& vsc : removed) {
+        lock_vsc(*vsc);
+        if (invalidate_) invalidate_({"/vsc/" + vsc->name});
+    }
+}
+
+std::shared_ptr<Vfs::Vsc> Vfs::find_vsc(const std::string& name) {
+    {
+        std::lock_guard lock(mutex_);
+        auto it = vscs_.find(name);
+        if (it != vscs_.end()) return it->second;
+    }
+    rescan();  // created since we last looked?
+    std::lock_guard lock(mutex_);
+    auto it = vscs_.find(name);
+    if (it == vscs_.end()) throw Error(ErrorKind::NotFound, "no VSC named " + name);
+    return it->second;
+}
+
+Vfs::Route Vfs::route(const std::string& path) {
+    auto parts = split(path);
+    Route r;
+    if (parts.empty()) return r;
+    if (parts[0] == "card") {
+        if (parts.size() > 1) throw Error(ErrorKind::NotFound, "no such card");
+        r.kind = Route::CardRoot;
+        return r;
+    }
+    if (parts[0] != "vsc") throw Error(ErrorKind::NotFound, "no such file or directory");
+    if (parts.size() == 1) {
+        r.kind = Route::VscRoot;
+        return r;
+    }
+    r.vsc = find_vsc(parts[1]);
+    if (parts.size() == 2) {
+        r.kind = Route::VscDir;
+        return r;
+    }
+    if (!r.vsc->file) {
+        throw Error(ErrorKind::Corrupt, r.vsc->error);
+    }
+    if (parts[2] == "id") {
+        if (parts.size() == 3) {
+            r.kind = Route::IdDir;
+            return r;
+        }
+        if (parts.size() > 4) throw Error(ErrorKind::NotDirectory, "not a directory");
+        for (const char* n : kIdNames)
+            if (parts[3] == n) {
+                r.kind = Route::IdFile;
+                r.id_file = parts[3];
+                return r;
+            }
+        throw Error(ErrorKind::NotFound, "no such file in id/");
+    }
+    auto area = area_named(parts[2]);
+    if (!area) throw Error(ErrorKind::NotFound, "no such file or directory");
+    r.kind = Route::AreaPath;
+    r.area = *area;
+    r.rel.assign(parts.begin() + 3, parts.end());
+    return r;
+}
+
+Vfs::Route Vfs::writable_route(const std::string& path) {
+    auto parts = split(path);
+    if (parts.size() >= 3 && parts[0] == "vsc" && parts[2] == "id") read_only_id();
+    Route r = route(path);
+    if (r.kind == Route::IdDir || r.kind == Route::IdFile) read_only_id();
+    if (r.kind != Route::AreaPath) not_here();
+    return r;
+}
+
+std::shared_ptr<AreaFs> Vfs::area_of(Vsc& vsc, Area area) {
+    int slot = static_cast<int>(area) - 1;
+    std::lock_guard lock(vsc.mutex);
+    auto& fs = vsc.areas[slot];
+    if (area != Area::Public) {
+        bool unlocked;
+        {
+            std::lock_guard g(mutex_);
+            unlocked = unlocked_[vsc.target()];
+        }
+        if (!unlocked)
+            throw Error(ErrorKind::Locked, vsc.target() + " is locked; unlock it with 'vscardctl unlock " +
+                                               vsc.target() + "'");
+        auto now = std::chrono::steady_clock::now();
+        if (fs && !fs->locked()) {
+            if (now - vsc.last_touch > kTouchInterval) {
+                vsc.last_touch = now;
+                try {
+                    options_.secrets->touch(vsc.target());
+                } catch (const Error&) {
+                }
+            }
+            return fs;
+        }
+        std::optional<SecureBytes> password = options_.secrets->get(vsc.target());
+        if (!password)
+            throw Error(ErrorKind::Locked, vsc.target() + " is locked; unlock it with 'vscardctl unlock " +
+                                               vsc.target() + "'");
+        VscKeys keys;
+        try {
+            keys = vsc.file->unlock(*password);
+        } catch (const Error& e) {
+            if (e.kind() == ErrorKind::WrongPassword) {
+                log_line(vsc.target() + ": the password held by the agent is wrong; forgotten");
+                options_.secrets->forget(vsc.target());
+                throw Error(ErrorKind::Locked, e.what());
+            }
+            throw;
+        }
+        vsc.areas[1] = std::make_shared<AreaFs>(vsc.file->area(Area::Private, &keys), Area::Private);
+        vsc.areas[2] = std::make_shared<AreaFs>(vsc.file->area(Area::Secret, &keys), Area::Secret,
+                                                std::make_shared<SecretKeyPolicy>(keys.family_key));
+        vsc.last_touch = now;
+        return fs;
+    }
+    if (!fs) fs = std::make_shared<AreaFs>(vsc.file->area(Area::Public, nullptr), Area::Public);
+    return fs;
+}
+
+bool Vfs::area_open(Vsc& vsc, Area area) {
+    if (area == Area::Public) return true;
+    try {
+        area_of(vsc, area);
+        return true;
+    } catch (const Error& e) {
+        if (e.kind() == ErrorKind::Locked) return false;
+        throw;
+    }
+}
+
+void Vfs::lock_vsc(Vsc& vsc) {
+    std::vector<std::string> paths;
+    {
+        std::lock_guard lock(vsc.mutex);
+        for (Area area : {Area::Private, Area::Secret}) {
+            auto& fs = vsc.areas[static_cast<int>(area) - 1];
+            if (!fs) continue;
+            for (auto& p : fs->lock()) paths.push_back(vsc.prefix(area) + p);
+            paths.push_back(vsc.prefix(area));
+            fs.reset();
+        }
+    }
+    if (!paths.empty()) log_line(vsc.target() + ": locked");
+    if (invalidate_ && !paths.empty()) invalidate_(paths);
+}
+
+void Vfs::agent_event(const std::string& target, bool unlocked) {
+    if (target.rfind("vsc/", 0) != 0) return;
+    std::shared_ptr<Vsc> vsc;
+    {
+        std::lock_guard lock(mutex_);
+        unlocked_[target] = unlocked;
+        auto it = vscs_.find(target.substr(4));
+        if (it != vscs_.end()) vsc = it->second;
+    }
+    if (!vsc) return;
+    if (!unlocked) lock_vsc(*vsc);
+    if (invalidate_) invalidate_({"/" + target + "/id/state"});
+}
+
+void Vfs::shutdown() {
+    std::map<std::string, std::shared_ptr<Vsc>> all;
+    {
+        std::lock_guard lock(mutex_);
+        all = vscs_;
+    }
+    for (auto& [name, vsc] : all) lock_vsc(*vsc);
+}
+
+std::map<std::string, std::string> Vfs::id_files(Vsc& vsc) {
+    bool unlocked;
+    {
+        std::lock_guard g(mutex_);
+        unlocked = unlocked_[vsc.target()];
+    }
+    return {
+        {"assigned-card", vsc.file->assigned_card() + "\n"},
+        {"label", vsc.name + "\n"},
+        {"pin-tries-left", "unlimited\n"},
+        {"serial", vsc.file->uid_hex() + "\n"},
+        {"state", unlocked ? "unlocked\n" : "locked\n"},
+        {"type", "vsc\n"},
+        {"uid", vsc.file->uid_hex() + "\n"},
+    };
+}
+
+VfsAttr Vfs::attr(const Vsc& vsc, Area area, const Attr& a) {
+    VfsAttr v;
+    v.ino = vsc.ino_of(static_cast<int>(area), a.node);
+    v.dir = a.kind == NodeKind::Dir;
+    v.mode = a.mode;
+    v.size = a.size;
+    v.nlink = a.nlink;
+    v.mtime = a.mtime;
+    v.ctime = a.ctime;
+    return v;
+}
+
+VfsAttr Vfs::getattr(const std::string& path) {
+    Route r = route(path);
+    switch (r.kind) {
+        case Route::Root: return synthetic_dir(kRootIno, 0755, started_);
+        case Route::VscRoot: return synthetic_dir(kVscRootIno, 0755, started_);
+        case Route::CardRoot: return synthetic_dir(kCardRootIno, 0755, started_);
+        case Route::VscDir: return synthetic_dir(r.vsc->ino_of(0, 1), 0755, r.vsc->mtime);
+        case Route::IdDir: return synthetic_dir(r.vsc->ino_of(kIdArea, 1), 0555, r.vsc->mtime);
+        case Route::IdFile: {
+            auto files = id_files(*r.vsc);
+            VfsAttr a;
+            int index = 0;
+            for (const char* n : kIdNames) {
+                if (r.id_file == n) break;
+                ++index;
+            }
+            a.ino = r.vsc->ino_of(kIdArea, 2 + static_cast<std::uint64_t>(index));
+            a.mode = 0444;
+            a.size = files[r.id_file].size();
+            a.mtime = a.ctime = r.vsc->mtime;
+            return a;
+        }
+        case Route::AreaPath: {
+            if (r.rel.empty() && r.area != Area::Public) {
+                try {
+                    auto fs = area_of(*r.vsc, r.area);
+                    return attr(*r.vsc, r.area, fs->getattr(r.rel));
+                } catch (const Error& e) {
+                    if (e.kind() != ErrorKind::Locked) throw;
+                    // A locked area still shows as a folder nobody can enter.
+                    return synthetic_dir(r.vsc->ino_of(static_cast<int>(r.area), 0), 0700,
+                                         r.vsc->mtime);
+                }
+            }
+            auto fs = area_of(*r.vsc, r.area);
+            return attr(*r.vsc, r.area, fs->getattr(r.rel));
+        }
+    }
+    throw Error(ErrorKind::NotFound, "no such file or directory");
+}
+
+std::vector<std::pair<std::string, VfsAttr>> Vfs::readdir(const std::string& path) {
+    Route r = route(path);
+    std::vector<std::pair<std::string, VfsAttr>> out;
+    switch (r.kind) {
+        case Route::Root:
+            out.emplace_back("card", getattr("/card"));
+            out.emplace_back("vsc", getattr("/vsc"));
+            return out;
+        case Route::VscRoot: {
+            rescan();
+            std::map<std::string, std::shared_ptr<Vsc>> all;
+            {
+                std::lock_guard lock(mutex_);
+                all = vscs_;
+            }
+            for (auto& [name, vsc] : all)
+                out.emplace_back(name, synthetic_dir(vsc->ino_of(0, 1), 0755, vsc->mtime));
+            return out;
+        }
+        case Route::CardRoot: return out;
+        case Route::VscDir:
+            if (!r.vsc->file) throw Error(ErrorKind::Corrupt, r.vsc->error);
+            for (const char* n : {"id", "private", "public", "secret"})
+                out.emplace_back(n, getattr(path + "/" + n));
+            return out;
+        case Route::IdDir:
+            for (const char* n : kIdNames) out.emplace_back(n, getattr(path + "/" + n));
+            return out;
+        case Route::IdFile: throw Error(ErrorKind::NotDirectory, "not a directory");
+        case Route::AreaPath: {
+            auto fs = area_of(*r.vsc, r.area);
+            for (auto& [name, a] : fs->readdir(r.rel)) out.emplace_back(name, attr(*r.vsc, r.area, a));
+            return out;
+        }
+    }
+    return out;
+}
+
+VfsAttr Vfs::mkdir(const std::string& path, std::uint32_t mode) {
+    Route r = writable_route(path);
+    return attr(*r.vsc, r.area, area_of(*r.vsc, r.area)->mkdir(r.rel, mode));
+}
+
+void Vfs::rmdir(const std::string& path) {
+    Route r = writable_route(path);
+    area_of(*r.vsc, r.area)->rmdir(r.rel);
+}
+
+void Vfs::unlink(const std::string& path) {
+    Route r = writable_route(path);
+    area_of(*r.vsc, r.area)->unlink(r.rel);
+}
+
+void Vfs::rename(const std::string& from, const std::string& to, bool no_replace) {
+    Route a = writable_route(from);
+    Route b = writable_route(to);
+    if (a.vsc != b.vsc || a.area != b.area)
+        throw Error(ErrorKind::CrossDevice, "rename between areas or VSCs copies instead");
+    area_of(*a.vsc, a.area)->rename(a.rel, b.rel, no_replace);
+}
+
+void Vfs::chmod(const std::string& path, std::uint32_t mode) {
+    Route r = writable_route(path);
+    area_of(*r.vsc, r.area)->chmod(r.rel, mode);
+}
+
+void Vfs::set_mtime(const std::string& path, Timestamp mtime) {
+    Route r = writable_route(path);
+    area_of(*r.vsc, r.area)->set_mtime(r.rel, mtime);
+}
+
+void Vfs::truncate(const std::string& path, std::uint64_t size) {
+    Route r = writable_route(path);
+    area_of(*r.vsc, r.area)->truncate(r.rel, size);
+}
+
+std::unique_ptr<VfsHandle> Vfs::open(const std::string& path, int flags) {
+    bool writable = (flags & O_ACCMODE) != O_RDONLY;
+    Route r = writable ? writable_route(path) : route(path);
+    auto h = std::make_unique<VfsHandle>();
+    if (r.kind == Route::IdFile) {
+        h->fixed_content = id_files(*r.vsc)[r.id_file];
+        h->direct_io = true;  // state changes while the mount runs
+        return h;
+    }
+    if (r.kind != Route::AreaPath) throw Error(ErrorKind::IsDirectory, "is a directory");
+    h->area = area_of(*r.vsc, r.area);
+    h->file = h->area->open(r.rel, writable, writable && (flags & O_TRUNC));
+    h->direct_io = r.area == Area::Secret;
+    h->ino_base = r.vsc->ino_of(static_cast<int>(r.area), 0);
+    return h;
+}
+
+std::unique_ptr<VfsHandle> Vfs::create(const std::string& path, std::uint32_t mode, int flags) {
+    Route r = writable_route(path);
+    auto h = std::make_unique<VfsHandle>();
+    h->area = area_of(*r.vsc, r.area);
+    h->file = h->area->create(r.rel, mode, flags & O_EXCL);
+    if (flags & O_TRUNC) h->area->ftruncate(*h->file, 0);
+    h->direct_io = r.area == Area::Secret;
+    h->ino_base = r.vsc->ino_of(static_cast<int>(r.area), 0);
+    return h;
+}
+
+std::size_t Vfs::read(VfsHandle& h, std::uint64_t offset, std::size_t size, char* out) {
+    if (!h.area) {
+        if (offset >= h.fixed_content.size()) return 0;
+        std::size_t n = std::min<std::size_t>(size, h.fixed_content.size() - offset);
+        std::memcpy(out, h.fixed_content.data() + offset, n);
+        return n;
+    }
+    return h.area->read(*h.file, offset, size, out);
+}
+
+std::size_t Vfs::write(VfsHandle& h, std::uint64_t offset, const char* data, std::size_t size) {
+    if (!h.area) read_only_id();
+    return h.area->write(*h.file, offset, data, size);
+}
+
+void Vfs::ftruncate(VfsHandle& h, std::uint64_t size) {
+    if (!h.area) read_only_id();
+    h.area->ftruncate(*h.file, size);
+}
+
+VfsAttr Vfs::fgetattr(VfsHandle& h, const char* path) {
+    if (!h.area) {
+        if (!path) throw Error(ErrorKind::NotFound, "no such file");
+        return getattr(path);
+    }
+    Attr a = h.area->fgetattr(*h.file);
+    VfsAttr v;
+    v.ino = h.ino_base | (a.node & ((1ull << 36) - 1));
+    v.mode = a.mode;
+    v.size = a.size;
+    v.nlink = a.nlink;
+    v.mtime = a.mtime;
+    v.ctime = a.ctime;
+    return v;
+}
+
+void Vfs::flush(VfsHandle& h) {
+    if (h.area) h.area->flush(*h.file);
+}
+
+void Vfs::fsync(VfsHandle& h) {
+    if (h.area) h.area->fsync(*h.file);
+}
+
+void Vfs::release(VfsHandle& h) {
+    if (h.area) h.area->release(*h.file);
+}
+
+void Vfs::setxattr(const std::string& path, const std::string& name, const std::string& value,
+                   int flags) {
+    Route r = writable_route(path);
+    area_of(*r.vsc, r.area)->setxattr(r.rel, name, value, flags);
+}
+
+std::string Vfs::getxattr(const std::string& path, const std::string& name) {
+    Route r = route(path);
+    if (r.kind != Route::AreaPath || (r.rel.empty() && !area_open(*r.vsc, r.area)))
+        throw Error(ErrorKind::NoAttribute, "no such attribute");
+    return area_of(*r.vsc, r.area)->getxattr(r.rel, name);
+}
+
+std::vector<std::string> Vfs::listxattr(const std::string& path) {
+    Route r = route(path);
+    if (r.kind != Route::AreaPath || (r.rel.empty() && !area_open(*r.vsc, r.area))) return {};
+    return area_of(*r.vsc, r.area)->listxattr(r.rel);
+}
+
+void Vfs::removexattr(const std::string& path, const std::string& name) {
+    Route r = writable_route(path);
+    area_of(*r.vsc, r.area)->removexattr(r.rel, name);
+}
+
+SpaceInfo Vfs::statfs(const std::string& path) {
+    Route r = route(path);
+    if (r.kind == Route::AreaPath) {
+        try {
+            return area_of(*r.vsc, r.area)->statfs();
+        } catch (const Error& e) {
+            if (e.kind() != ErrorKind::Locked) throw;
+        }
+    }
+    struct statvfs sv {};
+    if (::statvfs(options_.store.c_str(), &sv) != 0) return {};
+    return {static_cast<std::uint64_t>(sv.f_blocks) * sv.f_frsize,
+            static_cast<std::uint64_t>(sv.f_bavail) * sv.f_frsize};
+}
+
+}  // namespace vscard

@@ -1,0 +1,116 @@
+#pragma once
+// The whole mounted tree (DESIGN §3), independent of FUSE: routes paths to VSCs and their
+// areas, serves id/, follows lock state from the agent. The FUSE adapter only translates.
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent_client.hpp"
+#include "store/vsc_file.hpp"
+#include "vfs/area_fs.hpp"
+
+namespace vscard {
+
+struct VfsAttr {
+    std::uint64_t ino = 0;
+    bool dir = false;
+    std::uint32_t mode = 0;  // permission bits
+    std::uint64_t size = 0;
+    std::uint32_t nlink = 1;
+    Timestamp mtime;
+    Timestamp ctime;
+};
+
+// An open file of the mount.
+struct VfsHandle {
+    std::shared_ptr<AreaFs> area;       // null for id/ files
+    std::shared_ptr<OpenFile> file;
+    std::string fixed_content;          // id/ files: a snapshot taken at open
+    bool direct_io = false;             // secret/: never in the page cache
+    std::uint64_t ino_base = 0;         // inode numbers of the VSC and area it belongs to
+};
+
+// Where the mount gets the password of a target when it must unlock it.
+class SecretSource {
+public:
+    virtual ~SecretSource() = default;
+    virtual std::optional<SecureBytes> get(const std::string& target) = 0;
+    virtual void forget(const std::string& target) = 0;  // it was wrong: never retry it
+    virtual void touch(const std::string& target) = 0;   // still in use: reset the idle timer
+};
+
+struct VfsOptions {
+    std::filesystem::path store;
+    std::filesystem::path agent_socket;
+    // Default: the agent at agent_socket, with its lock/unlock events followed.
+    std::shared_ptr<SecretSource> secrets;
+};
+
+class Vfs {
+public:
+    explicit Vfs(VfsOptions options);
+    ~Vfs();
+
+    VfsAttr getattr(const std::string& path);
+    std::vector<std::pair<std::string, VfsAttr>> readdir(const std::string& path);
+    VfsAttr mkdir(const std::string& path, std::uint32_t mode);
+    void rmdir(const std::string& path);
+    void unlink(const std::string& path);
+    void rename(const std::string& from, const std::string& to, bool no_replace);
+    void chmod(const std::string& path, std::uint32_t mode);
+    void set_mtime(const std::string& path, Timestamp mtime);
+    void truncate(const std::string& path, std::uint64_t size);
+
+    std::unique_ptr<VfsHandle> open(const std::string& path, int flags);
+    std::unique_ptr<VfsHandle> create(const std::string& path, std::uint32_t mode, int flags);
+    std::size_t read(VfsHandle& h, std::uint64_t offset, std::size_t size, char* out);
+    std::size_t write(VfsHandle& h, std::uint64_t offset, const char* data, std::size_t size);
+    void ftruncate(VfsHandle& h, std::uint64_t size);
+    VfsAttr fgetattr(VfsHandle& h, const char* path);  // PATH may be null (unlinked)
+    void flush(VfsHandle& h);
+    void fsync(VfsHandle& h);
+    void release(VfsHandle& h);
+
+    void setxattr(const std::string& path, const std::string& name, const std::string& value,
+                  int flags);
+    std::string getxattr(const std::string& path, const std::string& name);
+    std::vector<std::string> listxattr(const std::string& path);
+    void removexattr(const std::string& path, const std::string& name);
+    SpaceInfo statfs(const std::string& path);
+
+    // Told of every path whose kernel cache must go (lock, VSC removed).
+    void set_invalidator(std::function<void(const std::vector<std::string>&)> invalidate);
+
+    // Lock/unlock as the agent reports them ("vsc/NAME").
+    void agent_event(const std::string& target, bool unlocked);
+    // Commits what is buffered and locks every VSC (unmount).
+    void shutdown();
+
+private:
+    struct Vsc;
+    struct Route;
+    Route route(const std::string& path);
+    Route writable_route(const std::string& path);  // an area path, else EROFS/EACCES
+    std::shared_ptr<Vsc> find_vsc(const std::string& name);
+    void rescan();
+    std::shared_ptr<AreaFs> area_of(Vsc& vsc, Area area);  // EACCES while locked
+    bool area_open(Vsc& vsc, Area area);  // the lock state (the root of a locked area shows)
+    std::map<std::string, std::string> id_files(Vsc& vsc);
+    VfsAttr attr(const Vsc& vsc, Area area, const Attr& a);
+    void lock_vsc(Vsc& vsc);
+
+    VfsOptions options_;
+    std::mutex mutex_;  // guards vscs_ and unlocked_
+    std::map<std::string, std::shared_ptr<Vsc>> vscs_;
+    std::map<std::string, bool> unlocked_;  // targets the agent holds a secret for
+    std::function<void(const std::vector<std::string>&)> invalidate_;
+    std::unique_ptr<AgentWatcher> watcher_;
+    Timestamp started_;
+};
+
+}  // namespace vscard

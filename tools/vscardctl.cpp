@@ -1,0 +1,307 @@
+// vscardctl: the one command users type (DESIGN §7).
+#include <dirent.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <iostream>
+
+#include "agent_client.hpp"
+#include "error.hpp"
+#include "locations.hpp"
+#include "password_input.hpp"
+#include "store/vsc_file.hpp"
+#include "vscard/version.hpp"
+
+using namespace vscard;
+
+namespace {
+
+struct Common {
+    std::optional<std::string> store;
+    std::optional<std::string> agent;
+};
+
+std::string format_duration(std::chrono::seconds s) {
+    auto v = s.count();
+    if (v >= 3600) return std::to_string(v / 3600) + "h" + std::to_string(v % 3600 / 60) + "m";
+    if (v >= 60) return std::to_string(v / 60) + "m" + std::to_string(v % 60) + "s";
+    return std::to_string(v) + "s";
+}
+
+// TARGET is vsc/NAME (card/SERIAL comes with card support); returns NAME.
+std::string vsc_name_of(const std::string& target) {
+    if (target.rfind("vsc/", 0) == 0 && target.size() > 4) {
+        std::string name = target.substr(4);
+        while (!name.empty() && name.back() == '/') name.pop_back();
+        VscFile::validate_name(name);
+        return name;
+    }
+    if (target.rfind("card/", 0) == 0)
+        throw Error(ErrorKind::Usage, "'" + target + "': real cards are not supported by this "
+                                      "version; use a VSC target, vsc/NAME");
+    throw Error(ErrorKind::Usage, "'" + target + "' is not a target; use vsc/NAME (see 'vscardctl list')");
+}
+
+std::shared_ptr<VscFile> open_vsc(const Common& c, const std::string& name) {
+    auto path = VscFile::path_for(store_dir(c.store), name);
+    try {
+        return VscFile::open(path);
+    } catch (const Error& e) {
+        if (e.kind() == ErrorKind::NotFound)
+            throw Error(ErrorKind::NotFound, "no VSC named '" + name + "' in " +
+                                                 store_dir(c.store).string() +
+                                                 "; see 'vscardctl list'");
+        throw;
+    }
+}
+
+SecureBytes read_password(bool from_stdin, const std::string& prompt, bool confirm) {
+    return from_stdin ? tools::password_from_stdin("password")
+                      : tools::password_from_terminal(prompt, confirm);
+}
+
+std::vector<std::string> vsc_names(const std::filesystem::path& store) {
+    std::vector<std::string> names;
+    DIR* dir = ::opendir(store.c_str());
+    if (!dir) return names;
+    while (dirent* e = ::readdir(dir)) {
+        std::string f = e->d_name;
+        if (f.size() > 4 && f[0] != '.' && f.compare(f.size() - 4, 4, ".vsc") == 0)
+            names.push_back(f.substr(0, f.size() - 4));
+    }
+    ::closedir(dir);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+std::map<std::string, std::chrono::seconds> unlocked_targets(const Common& c) {
+    std::map<std::string, std::chrono::seconds> out;
+    AgentClient agent(agent_socket(c.agent));
+    if (!agent.reachable()) return out;
+    for (auto& e : agent.status()) out[e.target] = e.expires_in;
+    return out;
+}
+
+int cmd_create(const Common& c, const std::string& name, bool pw_stdin,
+               const std::string& kdf_target) {
+    VscFile::validate_name(name);
+    auto store = store_dir(c.store);
+    if (std::filesystem::exists(VscFile::path_for(store, name)))
+        throw Error(ErrorKind::Exists, "a VSC named '" + name + "' already exists; pick another name");
+    SecureBytes pw = read_password(pw_stdin, "Password for the new VSC " + name + ": ", true);
+    VscFile::CreateOptions options;
+    options.kdf_target = parse_duration_ms(kdf_target);
+    if (options.kdf_target.count() < 1)
+        throw Error(ErrorKind::Usage, "--kdf-target must be at least 1ms");
+    auto path = VscFile::create(store, name, pw, options);
+    std::cout << "created vsc/" << name << " (" << path.string() << ")\n";
+    return 0;
+}
+
+int cmd_list(const Common& c) {
+    auto store = store_dir(c.store);
+    auto unlocked = unlocked_targets(c);
+    auto names = vsc_names(store);
+    if (names.empty()) {
+        std::cout << "no VSC in " << store.string() << "; create one with 'vscardctl create NAME'\n";
+        return 0;
+    }
+    for (const auto& name : names) {
+        std::string target = "vsc/" + name;
+        try {
+            auto file = VscFile::open(VscFile::path_for(store, name));
+            std::cout << target << "\t" << (unlocked.count(target) ? "unlocked" : "locked")
+                      << "\tuid " << file->uid_hex();
+            if (!file->assigned_card().empty())
+                std::cout << "\tassigned to card/" << file->assigned_card();
+            std::cout << "\n";
+        } catch (const Error& e) {
+            std::cout << target << "\tdamaged\t" << e.what() << "\n";
+        }
+    }
+    return 0;
+}
+
+int cmd_unlock(const Common& c, const std::string& target, bool pw_stdin,
+               const std::optional<std::string>& timeout) {
+    std::string name = vsc_name_of(target);
+    std::chrono::seconds ttl{0};
+    if (timeout) ttl = parse_duration(*timeout);
+    AgentClient agent(agent_socket(c.agent));
+    auto file = open_vsc(c, name);
+    if (!agent.reachable())
+        throw Error(ErrorKind::Unavailable,
+                    "cannot reach vscard-agent at " + agent.socket().string() +
+                        "; start it with 'vscard-agent &' or 'systemctl --user start vscard-agent.socket'");
+    SecureBytes pw = read_password(pw_stdin, "Password for vsc/" + name + ": ", false);
+    try {
+        file->unlock(pw);  // verified here so a wrong password never reaches the agent
+    } catch (const Error& e) {
+        if (e.kind() == ErrorKind::WrongPassword)
+            throw Error(ErrorKind::WrongPassword,
+                        "wrong password for vsc/" + name + "; nothing was unlocked");
+        throw;
+    }
+    agent.put("vsc/" + name, pw, ttl);
+    std::cout << "vsc/" << name << " unlocked";
+    if (ttl.count()) std::cout << " for " << format_duration(ttl);
+    std::cout << "\n";
+    return 0;
+}
+
+int cmd_lock(const Common& c, const std::optional<std::string>& target, bool all) {
+    AgentClient agent(agent_socket(c.agent));
+    if (target && all) throw Error(ErrorKind::Usage, "give a TARGET or --all, not both");
+    if (target) {
+        vsc_name_of(*target);
+        agent.lock(*target);
+        std::cout << *target << " locked\n";
+    } else {
+        agent.lock_all();
+        std::cout << "all locked\n";
+    }
+    return 0;
+}
+
+int cmd_status(const Common& c) {
+    AgentClient agent(agent_socket(c.agent));
+    std::cout << "store: " << store_dir(c.store).string() << "\n";
+    if (!agent.reachable()) {
+        std::cout << "agent: not running at " << agent.socket().string()
+                  << " (start it with 'vscard-agent &' or 'systemctl --user start "
+                     "vscard-agent.socket')\n";
+        return 0;
+    }
+    std::cout << "agent: " << agent.socket().string() << "\n";
+    auto entries = agent.status();
+    if (entries.empty()) std::cout << "unlocked: nothing\n";
+    for (auto& e : entries)
+        std::cout << "unlocked: " << e.target << " (locks in " << format_duration(e.expires_in)
+                  << ")\n";
+    return 0;
+}
+
+int cmd_passwd(const Common& c, const std::string& target, bool pw_stdin) {
+    std::string name = vsc_name_of(target);
+    auto file = open_vsc(c, name);
+    SecureBytes old_pw = read_password(pw_stdin, "Current password for vsc/" + name + ": ", false);
+    SecureBytes new_pw = read_password(pw_stdin, "New password for vsc/" + name + ": ", true);
+    try {
+        file->change_password(old_pw, new_pw);
+    } catch (const Error& e) {
+        if (e.kind() == ErrorKind::WrongPassword)
+            throw Error(ErrorKind::WrongPassword,
+                        "wrong current password for vsc/" + name + "; nothing was changed");
+        throw;
+    }
+    // The agent may hold the old password: replace it so the mount keeps working.
+    AgentClient agent(agent_socket(c.agent));
+    if (agent.reachable()) {
+        for (auto& e : agent.status())
+            if (e.target == "vsc/" + name) agent.put(e.target, new_pw, e.expires_in);
+    }
+    std::cout << "password of vsc/" << name << " changed\n";
+    return 0;
+}
+
+int cmd_check(const Common& c, const std::string& target, bool pw_stdin) {
+    std::string name = vsc_name_of(target);
+    auto file = open_vsc(c, name);
+    std::optional<VscKeys> keys;
+    if (pw_stdin) {
+        keys = file->unlock(tools::password_from_stdin("password"));
+    } else {
+        AgentClient agent(agent_socket(c.agent));
+        if (agent.reachable())
+            if (auto pw = agent.get("vsc/" + name)) keys = file->unlock(*pw);
+    }
+    IntegrityReport report = file->check(keys ? &*keys : nullptr);
+    std::cout << "vsc/" << name << ": " << report.nodes_checked << " objects, "
+              << report.chunks_checked << " data blocks checked"
+              << (keys ? "" : " (public area only: unlock it to check private and secret)")
+              << "\n";
+    for (auto& p : report.problems) std::cout << "problem: " << p << "\n";
+    if (!report.ok())
+        throw Error(ErrorKind::Corrupt, "vsc/" + name + " failed its integrity check");
+    std::cout << "ok\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    ::prctl(PR_SET_DUMPABLE, 0);  // passwords pass through this process
+    rlimit none{0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);
+
+    CLI::App app{"vscardctl: create, unlock and look after your virtual smart cards"};
+    app.set_version_flag("--version", std::string("vscardctl ") + kVersion);
+    app.require_subcommand(1);
+    Common c;
+    app.add_option("--store", c.store, "VSC store folder (default: $VSCARD_STORE, else "
+                                       "$XDG_DATA_HOME/vscard, else ~/.local/share/vscard)");
+    app.add_option("--agent", c.agent, "vscard-agent socket (default: $VSCARD_AGENT, else "
+                                       "$XDG_RUNTIME_DIR/vscard/agent.sock)");
+
+    std::string name, target;
+    std::optional<std::string> opt_target, timeout;
+    bool pw_stdin = false, all = false;
+    std::string kdf_target = "250ms";
+
+    auto* create = app.add_subcommand("create", "create a new VSC named NAME");
+    create->add_option("NAME", name, "name of the VSC (letters, digits, . _ -)")->required();
+    create->add_flag("--password-stdin", pw_stdin, "read the password from standard input");
+    create->add_option("--kdf-target", kdf_target,
+                       "how long deriving the key from the password takes on this machine; "
+                       "longer resists guessing better")
+        ->capture_default_str();
+
+    auto* list = app.add_subcommand("list", "list the VSCs of the store");
+
+    auto* unlock = app.add_subcommand("unlock", "hand the password of TARGET to the agent");
+    unlock->add_option("TARGET", target, "vsc/NAME")->required();
+    unlock->add_flag("--password-stdin", pw_stdin, "read the password from standard input");
+    unlock->add_option("--timeout", timeout, "lock again after DUR (e.g. 15m, 2h)");
+
+    auto* lock = app.add_subcommand("lock", "lock TARGET, or everything");
+    lock->add_option("TARGET", opt_target, "vsc/NAME (default: everything)");
+    lock->add_flag("--all", all, "lock every target");
+
+    auto* status = app.add_subcommand("status", "show the agent and what is unlocked");
+
+    auto* passwd = app.add_subcommand("passwd", "change the password of TARGET");
+    passwd->add_option("TARGET", target, "vsc/NAME")->required();
+    passwd->add_flag("--password-stdin", pw_stdin,
+                     "read the current password, then the new one, from standard input");
+
+    auto* check = app.add_subcommand("check", "verify the integrity of a VSC file");
+    check->add_option("TARGET", target, "vsc/NAME")->required();
+    check->add_flag("--password-stdin", pw_stdin,
+                    "read the password from standard input to check private and secret too");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() == 0) return app.exit(e);
+        std::cerr << "vscardctl: " << e.what() << " (see vscardctl --help)\n";
+        return 2;
+    }
+    try {
+        if (*create) return cmd_create(c, name, pw_stdin, kdf_target);
+        if (*list) return cmd_list(c);
+        if (*unlock) return cmd_unlock(c, target, pw_stdin, timeout);
+        if (*lock) return cmd_lock(c, opt_target, all);
+        if (*status) return cmd_status(c);
+        if (*passwd) return cmd_passwd(c, target, pw_stdin);
+        if (*check) return cmd_check(c, target, pw_stdin);
+    } catch (const Error& e) {
+        std::cerr << "vscardctl: " << e.what() << "\n";
+        return exit_code_of(e.kind());
+    } catch (const std::exception& e) {
+        std::cerr << "vscardctl: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
