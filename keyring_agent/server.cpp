@@ -161,6 +161,10 @@ void Server::accept_clients(std::int64_t now) {
 }
 
 void Server::read_client(Connection& c, std::int64_t now) {
+    if (c.closing) {
+        c.dead = true;  // only POLLHUP gets here: the peer cannot read our last reply anyway
+        return;
+    }
     auto room = c.in.space();
     ssize_t n = ::read(c.fd, room.data(), room.size());
     if (n < 0) {
@@ -168,9 +172,8 @@ void Server::read_client(Connection& c, std::int64_t now) {
         return;
     }
     if (n == 0) {
-        // The client finished sending; answer what it asked, then close.
+        // The client is done sending: flush what it is still owed, then close.
         c.closing = true;
-        if (c.in.buffered() == 0 && c.out_pos == c.out.size()) c.dead = true;
         return;
     }
     c.in.commit(static_cast<std::size_t>(n));

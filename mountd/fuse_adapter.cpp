@@ -57,7 +57,11 @@ void fill_stat(const VfsAttr& a, struct stat* st) {
 
 void* op_init(fuse_conn_info* conn, fuse_config* cfg) {
     cfg->use_ino = 1;
-    cfg->hard_remove = 1;  // no .fuse_hidden files: unlinked open files live in the core
+    cfg->nullpath_ok = 1;  // operations on unlinked open files arrive without a path
+    // hard_remove would make fstat() of an unlinked open file fail (the high-level API has
+    // no path for it), so libfuse hides such files as .fuse_hidden*; Vfs keeps them out of
+    // listings and removes leftovers of a crash.
+    cfg->hard_remove = 0;
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
     cfg->negative_timeout = 0;
@@ -75,9 +79,21 @@ int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
     });
 }
 
-int op_readdir(const char* path, void* buf, fuse_fill_dir_t filler, off_t, fuse_file_info*,
+// With nullpath_ok readdir may come without a path: opendir keeps it in the handle.
+int op_opendir(const char* path, fuse_file_info* fi) {
+    fi->fh = reinterpret_cast<std::uint64_t>(new std::string(path));
+    return 0;
+}
+
+int op_releasedir(const char*, fuse_file_info* fi) {
+    delete reinterpret_cast<std::string*>(fi->fh);
+    return 0;
+}
+
+int op_readdir(const char*, void* buf, fuse_fill_dir_t filler, off_t, fuse_file_info* fi,
                fuse_readdir_flags flags) {
-    return guard("readdir", path, [&] {
+    const std::string& path = *reinterpret_cast<std::string*>(fi->fh);
+    return guard("readdir", path.c_str(), [&] {
         auto entries = vfs().readdir(path);
         auto fill_flags = (flags & FUSE_READDIR_PLUS) ? FUSE_FILL_DIR_PLUS : fuse_fill_dir_flags(0);
         filler(buf, ".", nullptr, 0, fuse_fill_dir_flags(0));
@@ -275,7 +291,9 @@ fuse_operations make_ops() {
     ops.init = op_init;
     ops.destroy = op_destroy;
     ops.getattr = op_getattr;
+    ops.opendir = op_opendir;
     ops.readdir = op_readdir;
+    ops.releasedir = op_releasedir;
     ops.mkdir = op_mkdir;
     ops.rmdir = op_rmdir;
     ops.unlink = op_unlink;

@@ -1,5 +1,6 @@
 #include "agent_client.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -210,6 +211,8 @@ void AgentWatcher::run() {
                     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
                 }
                 agent::write_all(fd.get(), agent::encode(agent::request(agent::Op::Watch)));
+                // Non-blocking from here: a spurious wake-up must not park the thread in read().
+                ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
                 agent::FrameDecoder decoder;
                 bool open = true;
                 while (open && wait(fd.get(), -1)) {

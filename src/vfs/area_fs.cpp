@@ -484,6 +484,8 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
     std::lock_guard flock(f.mutex);
     if (policy_ && offset + size > policy_->max_file_size())
         throw Error(ErrorKind::TooBig, "file too large for this area");
+    if (policy_ && offset == 0 && size > 0)
+        policy_->check_start({reinterpret_cast<const std::uint8_t*>(data), size});
     std::size_t done = 0;
     while (done < size) {
         std::uint64_t pos = offset + done;
@@ -760,6 +762,27 @@ SpaceInfo AreaFs::statfs() {
     Shared lock(tree_mutex_);
     check_unlocked();
     return store_->space();
+}
+
+std::size_t AreaFs::remove_leftovers(const std::string& prefix) {
+    Exclusive lock(tree_mutex_);
+    check_unlocked();
+    AreaChange change;
+    std::vector<std::uint64_t> doomed;
+    for (auto& [id, n] : nodes_) {
+        if (n.file && n.file->handles == 0 && n.meta.name.rfind(prefix, 0) == 0) {
+            doomed.push_back(id);
+            change.deleted_nodes.push_back(id);
+            change.dropped_chunks.emplace_back(n.file->content, 0);
+        }
+    }
+    if (doomed.empty()) return 0;
+    store_->apply(change);
+    for (auto id : doomed) {
+        node(node(id).meta.parent).children.erase(node(id).meta.name);
+        nodes_.erase(id);
+    }
+    return doomed.size();
 }
 
 std::vector<std::string> AreaFs::lock() {

@@ -45,6 +45,9 @@ public:
     virtual std::vector<std::pair<std::string, std::string>> siblings(const std::string& name,
                                                                       ByteView content) = 0;
     virtual std::uint64_t max_file_size() const = 0;
+    // Called with the first bytes written at offset 0: may refuse early, so that even tools
+    // that ignore errors of close(2) see the refusal.
+    virtual void check_start(ByteView first_bytes) = 0;
 };
 
 class AreaFs;
@@ -114,6 +117,10 @@ public:
     void removexattr(const RelPath& path, const std::string& name);
 
     SpaceInfo statfs();
+
+    // Removes files whose name starts with PREFIX anywhere in the area (what a crash left of
+    // temporary hidden files); returns how many.
+    std::size_t remove_leftovers(const std::string& prefix);
 
     // Commits what handles hold, then refuses every further access with EACCES.
     // Returns the paths of all objects (for the kernel cache to be invalidated).

@@ -30,6 +30,18 @@ void SecretKeyPolicy::on_commit(const std::string& name, SecureBytes& content) {
     }
 }
 
+void SecretKeyPolicy::check_start(ByteView first_bytes) {
+    // Every accepted form starts with PEM armor ('-') or a DER SEQUENCE (0x30).
+    for (std::uint8_t b : first_bytes) {
+        if (b == ' ' || b == '\t' || b == '\r' || b == '\n') continue;
+        if (b == '-' || b == 0x30) return;
+        break;
+    }
+    if (first_bytes.empty()) return;
+    log_line("refused a write into secret/: not a key");
+    throw Error(ErrorKind::Invalid, "not a key");
+}
+
 std::vector<std::pair<std::string, std::string>> SecretKeyPolicy::siblings(const std::string& name,
                                                                            ByteView content) {
     if (keys::classify(content) != keys::ContentKind::Envelope) return {};

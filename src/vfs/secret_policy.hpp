@@ -12,6 +12,7 @@ public:
     std::vector<std::pair<std::string, std::string>> siblings(const std::string& name,
                                                               ByteView content) override;
     std::uint64_t max_file_size() const override { return 1 << 20; }
+    void check_start(ByteView first_bytes) override;
 
 private:
     SecureBytes family_key_;

@@ -20,6 +20,9 @@ constexpr std::uint64_t kRootIno = 1, kVscRootIno = 2, kCardRootIno = 3;
 constexpr int kIdArea = 4;  // inode space of id/ beside the three areas
 constexpr auto kTouchInterval = std::chrono::seconds(30);
 
+// libfuse hides files unlinked while open under this prefix until their last close.
+const std::string kHiddenPrefix = ".fuse_hidden";
+
 const char* const kIdNames[] = {"assigned-card", "label",  "pin-tries-left", "serial",
                                 "state",         "type",   "uid"};
 
@@ -281,13 +284,22 @@ std::shared_ptr<AreaFs> Vfs::area_of(Vsc& vsc, Area area) {
             }
             throw;
         }
-        vsc.areas[1] = std::make_shared<AreaFs>(vsc.file->area(Area::Private, &keys), Area::Private);
-        vsc.areas[2] = std::make_shared<AreaFs>(vsc.file->area(Area::Secret, &keys), Area::Secret,
-                                                std::make_shared<SecretKeyPolicy>(keys.family_key));
+        vsc.areas[1] = open_area(vsc, Area::Private, &keys);
+        vsc.areas[2] = open_area(vsc, Area::Secret, &keys);
         vsc.last_touch = now;
         return fs;
     }
-    if (!fs) fs = std::make_shared<AreaFs>(vsc.file->area(Area::Public, nullptr), Area::Public);
+    if (!fs) fs = open_area(vsc, Area::Public, nullptr);
+    return fs;
+}
+
+std::shared_ptr<AreaFs> Vfs::open_area(Vsc& vsc, Area area, const VscKeys* keys) {
+    std::shared_ptr<ContentPolicy> policy;
+    if (area == Area::Secret) policy = std::make_shared<SecretKeyPolicy>(keys->family_key);
+    auto fs = std::make_shared<AreaFs>(vsc.file->area(area, keys), area, policy);
+    if (auto n = fs->remove_leftovers(kHiddenPrefix))
+        log_line(vsc.prefix(area) + ": removed " + std::to_string(n) +
+                 " file(s) deleted while open before a crash");
     return fs;
 }
 
@@ -442,7 +454,9 @@ std::vector<std::pair<std::string, VfsAttr>> Vfs::readdir(const std::string& pat
         case Route::IdFile: throw Error(ErrorKind::NotDirectory, "not a directory");
         case Route::AreaPath: {
             auto fs = area_of(*r.vsc, r.area);
-            for (auto& [name, a] : fs->readdir(r.rel)) out.emplace_back(name, attr(*r.vsc, r.area, a));
+            for (auto& [name, a] : fs->readdir(r.rel))
+                if (name.rfind(kHiddenPrefix, 0) != 0)
+                    out.emplace_back(name, attr(*r.vsc, r.area, a));
             return out;
         }
     }

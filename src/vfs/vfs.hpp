@@ -99,7 +99,8 @@ private:
     std::shared_ptr<Vsc> find_vsc(const std::string& name);
     void rescan();
     std::shared_ptr<AreaFs> area_of(Vsc& vsc, Area area);  // EACCES while locked
-    bool area_open(Vsc& vsc, Area area);  // the lock state (the root of a locked area shows)
+    bool area_open(Vsc& vsc, Area area);
+    std::shared_ptr<AreaFs> open_area(Vsc& vsc, Area area, const VscKeys* keys);  // the lock state (the root of a locked area shows)
     std::map<std::string, std::string> id_files(Vsc& vsc);
     VfsAttr attr(const Vsc& vsc, Area area, const Attr& a);
     void lock_vsc(Vsc& vsc);

@@ -187,6 +187,7 @@ Process::Process(const std::string& program, std::vector<std::string> args,
         }
         ::close_range(from, ~0U, CLOSE_RANGE_CLOEXEC);
         if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) die(errno);
+        if (options.in_child) options.in_child();
         ::execve(exe.c_str(), argv.data(), envp.data());
         die(errno);
     }

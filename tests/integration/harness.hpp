@@ -45,11 +45,15 @@ struct ProcessOptions {
     // Descriptors passed to the child: {fd in this process, fd number in the child}.
     std::vector<std::pair<int, int>> fds;
     std::optional<std::filesystem::path> cwd;
+    // Runs in the child just before exec (e.g. to drop privileges or install a seccomp
+    // filter). Only async-signal-safe calls: the test process may have threads.
+    std::function<void()> in_child;
 };
 
 // A child process. PROGRAM is a path if it contains '/', else a binary of this project
-// (bin(PROGRAM)) when one exists, else looked up in PATH. The child gets SIGKILL if the test
-// process dies, and the destructor kills it if it is still running.
+// (bin(PROGRAM)) when one exists, else looked up in PATH. The child runs in its own process
+// group and gets SIGKILL if the thread that started it dies (so a crashed test leaves no
+// daemons behind); the destructor kills the group if the child is still running.
 class Process {
   public:
     Process(const std::string& program, std::vector<std::string> args, ProcessOptions options = {});

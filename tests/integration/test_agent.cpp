@@ -2,9 +2,14 @@
 // line, socket activation, and who may talk to it.
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -105,6 +110,33 @@ int as_nobody(const std::function<int()>& fn) {
     int status = 0;
     ::waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 98;
+}
+
+#if defined(__x86_64__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr std::uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#else
+constexpr std::uint32_t kAuditArch = 0;
+#endif
+
+// Makes keyctl() and add_key() fail with ENOSYS, as container runtimes commonly do.
+// Runs in a forked child before exec: system calls only.
+void forbid_keyrings() {
+    static sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_keyctl, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_add_key, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+    };
+    static sock_fprog program = {sizeof filter / sizeof filter[0], filter};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
+        ::_exit(126);
 }
 
 // Records the watcher's callbacks for the test thread.
@@ -598,6 +630,32 @@ TEST_F(AgentCliTest, ActivationForAnotherProcessIsIgnored) {
     auto agent = start({}, "memory", o);
     ASSERT_TRUE(agent->running()) << agent->err();
     EXPECT_TRUE(std::filesystem::exists(socket()));
+}
+
+TEST_F(AgentCliTest, FallsBackToMemoryWhereTheKernelRefusesKeyrings) {
+    if (kAuditArch == 0) GTEST_SKIP() << "no seccomp filter for this architecture";
+    ProcessOptions o;
+    o.in_child = forbid_keyrings;
+    auto agent = start({}, "", o);
+    ASSERT_TRUE(agent->running()) << agent->err();
+    EXPECT_NE(agent->err().find("secret store: locked memory of the agent (kernel keyring "
+                                "unavailable: keyctl_join_session_keyring: Function not "
+                                "implemented)"),
+              std::string::npos)
+        << agent->err();
+    AgentClient c = client();
+    c.put("vsc/fallback", view_of(std::string("pw")), 0s);
+    EXPECT_EQ(text_of(*c.get("vsc/fallback")), "pw");
+    agent.reset();
+
+    // Asking for the kernel store explicitly fails there, with one line and no socket left.
+    std::filesystem::remove(socket());
+    o.env["VSCARD_AGENT_STORE"] = "keyring";
+    auto r = test::run("vscard-agent", {"--socket", socket().string()}, o, 10s);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("the kernel refuses keyrings here"), std::string::npos) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(socket()));
 }
 
 TEST_F(AgentCliTest, ClientGivesUpOnAHungAgent) {
