@@ -30,9 +30,13 @@ install_packages() {
     fi
 }
 
-# Configures and builds into BUILD_DIR (default build/) with warnings as errors.
+# Configures and builds into BUILD_DIR with warnings as errors; further arguments name the
+# targets to build (default: everything, tests included).
 build_project() {
-    local dir=${1:-build}
+    local dir=$1
+    shift
+    local targets=()
+    [ $# -gt 0 ] && targets=(--target "$@")
     cmake -S . -B "$dir" -DVSCARD_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    cmake --build "$dir" -j"$(nproc)"
+    cmake --build "$dir" -j"$(nproc)" "${targets[@]}"
 }

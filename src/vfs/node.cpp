@@ -81,6 +81,9 @@ private:
 
 SecureBytes NodeMeta::serialize() const {
     Writer w;
+    std::size_t xattr_bytes = 0;
+    for (const auto& [k, v] : xattrs) xattr_bytes += 6 + k.size() + v.size();
+    w.out.reserve(64 + name.size() + xattr_bytes);  // one allocation, not one per growth
     w.u8(kMetaVersion);
     w.u8(static_cast<std::uint8_t>(kind));
     w.u64(parent);
