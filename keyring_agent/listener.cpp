@@ -116,7 +116,7 @@ void clear_old_socket(const std::filesystem::path& path, const sockaddr_un& addr
     if (err != ECONNREFUSED) throw system_error("cannot probe " + path.string(), err);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
         throw system_error("cannot remove the stale socket " + path.string());
-    log("removed stale socket " + path.string());
+    log_line("removed stale socket " + path.string());
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ namespace {
 
 using vscard::Error;
 using vscard::ErrorKind;
-using vscard::agent::log;
+using vscard::log_line;
 
 // Keeps secrets out of core dumps, ptrace by other processes of the user, and swap.
 void harden() {
@@ -33,7 +33,7 @@ void harden() {
     rlimit none{0, 0};
     ::setrlimit(RLIMIT_CORE, &none);
     if (::mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
-        log(std::string("note: cannot lock all memory (mlockall: ") + std::strerror(errno) +
+        log_line(std::string("note: cannot lock all memory (mlockall: ") + std::strerror(errno) +
             "); secret buffers are still locked one by one");
 }
 
@@ -60,7 +60,7 @@ int serve(const std::optional<std::string>& socket_opt, std::chrono::seconds idl
     try {
         harden();
         auto store = vscard::agent::make_store(choice);
-        log(std::string("version ") + vscard::kVersion + " listening on " + listener.path.string() +
+        log_line(std::string("version ") + vscard::kVersion + " listening on " + listener.path.string() +
             (listener.activated ? " (socket activation)" : "") + ", idle timeout " +
             std::to_string(idle.count()) + " s");
         vscard::agent::Server server(listener.fd, signal_fd, std::move(store), idle);
@@ -76,6 +76,7 @@ int serve(const std::optional<std::string>& socket_opt, std::chrono::seconds idl
 }  // namespace
 
 int main(int argc, char** argv) {
+    vscard::init_log("vscard-agent");
     CLI::App app{
         "Keeps the passwords and PINs of unlocked vscard targets (vsc/NAME, card/SERIAL) for "
         "this user, in the kernel keyring or in locked memory, until they are locked or unused "
@@ -103,7 +104,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        log(std::string(e.what()) + " (see --help)");
+        log_line(std::string(e.what()) + " (see --help)");
         return 2;
     }
 
@@ -117,10 +118,10 @@ int main(int argc, char** argv) {
         if (idle.count() < 1) throw Error(ErrorKind::Usage, "--idle-timeout must be at least 1 s");
         return serve(socket.empty() ? std::nullopt : std::optional<std::string>(socket), idle);
     } catch (const Error& e) {
-        log(e.what());
+        log_line(e.what());
         return vscard::exit_code_of(e.kind());
     } catch (const std::exception& e) {
-        log(e.what());
+        log_line(e.what());
         return 1;
     }
 }

@@ -152,7 +152,7 @@ std::unique_ptr<SecretStore> make_store(StoreChoice choice) {
     std::unique_ptr<SecretStore> store;
     if (choice == StoreChoice::Memory) {
         store = std::make_unique<MemoryStore>();
-        log("secret store: " + store->describe() + " (chosen by VSCARD_AGENT_STORE)");
+        log_line("secret store: " + store->describe() + " (chosen by VSCARD_AGENT_STORE)");
         return store;
     }
     try {
@@ -162,11 +162,11 @@ std::unique_ptr<SecretStore> make_store(StoreChoice choice) {
             throw Error(ErrorKind::Unavailable,
                         std::string("the kernel refuses keyrings here: ") + e.what());
         store = std::make_unique<MemoryStore>();
-        log("secret store: " + store->describe() + " (kernel keyring unavailable: " + e.what() +
+        log_line("secret store: " + store->describe() + " (kernel keyring unavailable: " + e.what() +
             ")");
         return store;
     }
-    log("secret store: " + store->describe());
+    log_line("secret store: " + store->describe());
     return store;
 }
 

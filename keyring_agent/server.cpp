@@ -73,7 +73,7 @@ void Server::run() {
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo info{};
             if (::read(signal_fd_, &info, sizeof info) == sizeof info) {
-                log(std::string("received SIG") + sigabbrev_np(static_cast<int>(info.ssi_signo)) +
+                log_line(std::string("received SIG") + sigabbrev_np(static_cast<int>(info.ssi_signo)) +
                     ": wiping secrets and exiting");
                 stop_ = true;
                 break;
@@ -110,7 +110,7 @@ void Server::run() {
     std::size_t count = entries_.size();
     entries_.clear();
     store_->clear();
-    log("wiped " + std::to_string(count) + " secret(s)");
+    log_line("wiped " + std::to_string(count) + " secret(s)");
 }
 
 int Server::poll_timeout(std::int64_t now) const {
@@ -128,7 +128,7 @@ void Server::accept_clients(std::int64_t now) {
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log(std::string("cannot accept more clients: ") + std::strerror(errno));
+                log_line(std::string("cannot accept more clients: ") + std::strerror(errno));
                 accept_paused_until_ = now + 200;  // poll would spin on the pending client
             }
             return;
@@ -136,19 +136,19 @@ void Server::accept_clients(std::int64_t now) {
         ucred cred{};
         socklen_t len = sizeof cred;
         if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-            log(std::string("refused a client: SO_PEERCRED failed: ") + std::strerror(errno));
+            log_line(std::string("refused a client: SO_PEERCRED failed: ") + std::strerror(errno));
             ::close(fd);
             continue;
         }
         if (cred.uid != ::geteuid()) {
-            log("refused a client of uid " + std::to_string(cred.uid) + " (pid " +
+            log_line("refused a client of uid " + std::to_string(cred.uid) + " (pid " +
                 std::to_string(cred.pid) + "): only uid " + std::to_string(::geteuid()) +
                 " may use this agent");
             ::close(fd);
             continue;
         }
         if (conns_.size() >= kMaxClients) {
-            log("refused a client (pid " + std::to_string(cred.pid) + "): too many clients");
+            log_line("refused a client (pid " + std::to_string(cred.pid) + "): too many clients");
             ::close(fd);
             continue;
         }
@@ -190,7 +190,7 @@ void Server::read_client(Connection& c, std::int64_t now) {
             handle(c, req, now);
         }
     } catch (const Error& e) {
-        log("dropping client pid " + std::to_string(c.pid) + ": " + e.what());
+        log_line("dropping client pid " + std::to_string(c.pid) + ": " + e.what());
         send(c, error_reply(ErrorKind::Invalid, e.what()));
         c.closing = true;
     }
@@ -224,7 +224,7 @@ void Server::broadcast(const std::string& target, bool unlocked) {
         if (!c->watching || c->dead) continue;
         send(*c, ev);
         if (c->out.size() - c->out_pos > kMaxWatcherBacklog) {
-            log("dropping watcher pid " + std::to_string(c->pid) + ": it does not read events");
+            log_line("dropping watcher pid " + std::to_string(c->pid) + ": it does not read events");
             c->dead = true;
         }
     }
@@ -233,7 +233,7 @@ void Server::broadcast(const std::string& target, bool unlocked) {
 void Server::drop(const std::string& target, const char* why) {
     if (entries_.erase(target) == 0) return;
     store_->erase(target);
-    log("locked " + target + " (" + why + ")");
+    log_line("locked " + target + " (" + why + ")");
     broadcast(target, false);
 }
 
@@ -267,7 +267,7 @@ void Server::handle(Connection& c, const Message& req, std::int64_t now) {
                 store_->put(req.target, req.secret, period + std::chrono::seconds(1));
                 bool fresh = !entries_.count(req.target);
                 entries_[req.target] = Entry{period, now + period.count() * 1000};
-                log((fresh ? "unlocked " : "renewed ") + req.target + " (locks after " +
+                log_line((fresh ? "unlocked " : "renewed ") + req.target + " (locks after " +
                     seconds_text(period) + " unused)");
                 send(c, request(Op::Ok));
                 if (fresh) broadcast(req.target, true);
