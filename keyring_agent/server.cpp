@@ -266,9 +266,12 @@ void Server::handle(Connection& c, const Message& req, std::int64_t now) {
                 // (which tells the watchers) normally comes first.
                 store_->put(req.target, req.secret, period + std::chrono::seconds(1));
                 bool fresh = !entries_.count(req.target);
-                entries_[req.target] = Entry{period, now + period.count() * 1000};
-                log_line((fresh ? "unlocked " : "renewed ") + req.target + " (locks after " +
-                    seconds_text(period) + " unused)");
+                bool fixed = req.seconds != 0;
+                entries_[req.target] = Entry{period, now + period.count() * 1000, fixed};
+                log_line((fresh ? "unlocked " : "renewed ") + req.target + " (locks " +
+                         (fixed ? "in " + seconds_text(period)
+                                : "after " + seconds_text(period) + " unused") +
+                         ")");
                 send(c, request(Op::Ok));
                 if (fresh) broadcast(req.target, true);
                 return;
@@ -281,8 +284,10 @@ void Server::handle(Connection& c, const Message& req, std::int64_t now) {
                     send(c, request(Op::NotFound));
                     return;
                 }
-                it->second.deadline_ms = now + it->second.period.count() * 1000;
-                store_->refresh(req.target, it->second.period + std::chrono::seconds(1));
+                if (!it->second.fixed) {
+                    it->second.deadline_ms = now + it->second.period.count() * 1000;
+                    store_->refresh(req.target, it->second.period + std::chrono::seconds(1));
+                }
                 if (req.op == Op::Touch) {
                     send(c, request(Op::Ok));
                     return;

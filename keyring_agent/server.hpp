@@ -29,8 +29,9 @@ class Server {
 
   private:
     struct Entry {
-        std::chrono::seconds period;  // idle period: the PUT timeout or the agent's default
+        std::chrono::seconds period;  // the PUT timeout, or the agent's idle timeout
         std::int64_t deadline_ms;     // CLOCK_BOOTTIME, so time asleep counts
+        bool fixed;                   // a PUT timeout is a lifetime: use does not extend it
     };
     struct Connection {
         int fd = -1;

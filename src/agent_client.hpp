@@ -26,7 +26,8 @@ class AgentClient {
 public:
     explicit AgentClient(std::filesystem::path socket);
 
-    // Stores SECRET for TARGET; timeout 0 means the agent's idle timeout applies.
+    // Stores SECRET for TARGET for at most TIMEOUT (use does not extend it); 0: until the
+    // agent's idle timeout passes without use.
     void put(const std::string& target, ByteView secret, std::chrono::seconds timeout);
     std::optional<SecureBytes> get(const std::string& target);
     // Drops TARGET's secret at once (a wrong password/PIN is never retried).

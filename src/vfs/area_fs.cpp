@@ -80,6 +80,19 @@ void AreaFs::load() {
             throw Error(ErrorKind::Corrupt, store_->describe() + ": two objects named '" +
                                                 n.meta.name + "' in one folder");
     }
+    // Every object must hang below the root: folders forming a cycle in a damaged store
+    // would otherwise make walks up the tree (path_of) loop forever.
+    std::size_t reachable = 0;
+    std::vector<std::uint64_t> pending{root_};
+    while (!pending.empty()) {
+        const Node& n = nodes_.at(pending.back());
+        pending.pop_back();
+        ++reachable;
+        for (const auto& [name, child] : n.children) pending.push_back(child);
+    }
+    if (reachable != nodes_.size())
+        throw Error(ErrorKind::Corrupt, store_->describe() + ": the " + area_name(area_) +
+                                            " area has folders that form a cycle");
     store_->drop_unreferenced(live_contents);
 }
 
@@ -229,8 +242,12 @@ void AreaFs::unlink(const RelPath& path) {
     change.deleted_nodes.push_back(id);
     change.upserts.push_back(parent);
     // An open file keeps its data until the last handle goes (POSIX unlink semantics).
-    bool open = n.file->handles > 0;
-    if (!open) change.dropped_chunks.emplace_back(n.file->content, 0);
+    // release() counts handles down without the tree lock: holding the file's mutex until
+    // the orphan flag is set means a racing last close either is seen here or sees the flag.
+    std::shared_ptr<FileData> file = n.file;  // outlives the node erased below
+    std::lock_guard flock(file->mutex);
+    bool open = file->handles > 0;
+    if (!open) change.dropped_chunks.emplace_back(file->content, 0);
     store_->apply(change);
     node(pid).meta = parent.meta;
     node(pid).children.erase(name);
@@ -282,10 +299,14 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
         change.upserts.push_back(*to_dir);
     }
     bool dst_open = false;
+    std::shared_ptr<FileData> dst_file;  // outlives the node erased below
+    std::unique_lock<std::mutex> dst_lock;  // as in unlink(): held until the orphan flag is set
     if (dst) {
         change.deleted_nodes.push_back(*dst);
         Node& d = node(*dst);
         if (d.file) {
+            dst_file = d.file;
+            dst_lock = std::unique_lock(dst_file->mutex);
             dst_open = d.file->handles > 0;
             if (!dst_open) change.dropped_chunks.emplace_back(d.file->content, 0);
         }
@@ -296,6 +317,7 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
         Node& d = node(*dst);
         if (d.file && dst_open) d.file->orphan = true;
         nodes_.erase(*dst);
+        if (dst_lock) dst_lock.unlock();
     }
     node(src_parent).children.erase(src_name);
     node(src_parent).meta = from_dir.meta;
@@ -480,6 +502,7 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
     Shared lock(tree_mutex_);
     check_unlocked();
     if (!file.writable()) throw Error(ErrorKind::Invalid, "file not open for writing");
+    if (size == 0) return 0;  // POSIX: no data, no effect (neither size nor mtime)
     FileData& f = file.data();
     std::lock_guard flock(f.mutex);
     if (policy_ && offset + size > policy_->max_file_size())
