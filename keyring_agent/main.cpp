@@ -77,6 +77,7 @@ int serve(const std::optional<std::string>& socket_opt, std::chrono::seconds idl
 
 int main(int argc, char** argv) {
     vscard::init_log("vscard-agent");
+    vscard::init_secure_heap();
     CLI::App app{
         "Keeps the passwords and PINs of unlocked vscard targets (vsc/NAME, card/SERIAL) for "
         "this user, in the kernel keyring or in locked memory, until they are locked or unused "

@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     init_log("vscard-mountd");
+    init_secure_heap();
     harden();
     try {
         check_mountpoint(opt.mountpoint);

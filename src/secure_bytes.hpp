@@ -1,8 +1,6 @@
 #pragma once
-// Byte buffers for secrets: memory is locked against swapping where the system allows and
-// wiped with OPENSSL_cleanse before it is freed (also when a vector grows).
-#include <sys/mman.h>
-
+// Byte buffers for secrets and for plaintext, wiped with OPENSSL_cleanse before they are
+// freed (also when a vector grows).
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -12,11 +10,16 @@
 
 #include <openssl/crypto.h>
 
+#include <memory>
+
 namespace vscard {
 
 using Bytes = std::vector<std::uint8_t>;
 using ByteView = std::span<const std::uint8_t>;
 
+// Secrets (keys, passwords, PINs) live in OpenSSL's secure heap: one locked, never-dumped
+// arena set up by init_secure_heap(), wiped on free. When the arena is full (or was never
+// set up) they fall back to the normal heap, still wiped on free.
 template <typename T>
 struct SecureAllocator {
     using value_type = T;
@@ -25,14 +28,14 @@ struct SecureAllocator {
     SecureAllocator(const SecureAllocator<U>&) noexcept {}
 
     T* allocate(std::size_t n) {
-        T* p = static_cast<T*>(::operator new(n * sizeof(T)));
-        ::mlock(p, n * sizeof(T));  // best effort: RLIMIT_MEMLOCK may refuse
-        return p;
+        void* p = CRYPTO_secure_malloc(n * sizeof(T), nullptr, 0);
+        if (!p) p = OPENSSL_malloc(n * sizeof(T));
+        if (!p) throw std::bad_alloc();
+        return static_cast<T*>(p);
     }
     void deallocate(T* p, std::size_t n) noexcept {
-        OPENSSL_cleanse(p, n * sizeof(T));
-        ::munlock(p, n * sizeof(T));
-        ::operator delete(p);
+        if (CRYPTO_secure_allocated(p)) CRYPTO_secure_clear_free(p, n * sizeof(T), nullptr, 0);
+        else OPENSSL_clear_free(p, n * sizeof(T));
     }
     template <typename U>
     bool operator==(const SecureAllocator<U>&) const noexcept {
@@ -40,12 +43,41 @@ struct SecureAllocator {
     }
 };
 
+// Bulk plaintext (file content, object metadata): wiped when freed, but not locked; locking
+// every buffer would cost two system calls each and exceed RLIMIT_MEMLOCK. The daemons are
+// not dumpable, so what stays unlocked can only reach swap.
+template <typename T>
+struct WipingAllocator {
+    using value_type = T;
+    WipingAllocator() noexcept = default;
+    template <typename U>
+    WipingAllocator(const WipingAllocator<U>&) noexcept {}
+
+    T* allocate(std::size_t n) { return std::allocator<T>().allocate(n); }
+    void deallocate(T* p, std::size_t n) noexcept {
+        OPENSSL_cleanse(p, n * sizeof(T));
+        std::allocator<T>().deallocate(p, n);
+    }
+    template <typename U>
+    bool operator==(const WipingAllocator<U>&) const noexcept {
+        return true;
+    }
+};
+
+// Sets up the secure heap; call once at the start of every program that handles secrets.
+inline void init_secure_heap() { CRYPTO_secure_malloc_init(1 << 20, 32); }
+
 using SecureBytes = std::vector<std::uint8_t, SecureAllocator<std::uint8_t>>;
+using WipedBytes = std::vector<std::uint8_t, WipingAllocator<std::uint8_t>>;
 
 inline SecureBytes secure_copy(ByteView v) { return SecureBytes(v.begin(), v.end()); }
 inline SecureBytes secure_from(std::string_view s) {
     return SecureBytes(reinterpret_cast<const std::uint8_t*>(s.data()),
                        reinterpret_cast<const std::uint8_t*>(s.data()) + s.size());
+}
+inline WipedBytes wiped_from(std::string_view s) {
+    return WipedBytes(reinterpret_cast<const std::uint8_t*>(s.data()),
+                      reinterpret_cast<const std::uint8_t*>(s.data()) + s.size());
 }
 inline ByteView view_of(std::string_view s) {
     return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};

@@ -233,6 +233,7 @@ int cmd_check(const Common& c, const std::string& target, bool pw_stdin) {
 
 int main(int argc, char** argv) {
     ::prctl(PR_SET_DUMPABLE, 0);  // passwords pass through this process
+    init_secure_heap();
     rlimit none{0, 0};
     ::setrlimit(RLIMIT_CORE, &none);
 

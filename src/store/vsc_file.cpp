@@ -219,7 +219,7 @@ public:
         txn.commit();
     }
 
-    bool read_chunk(std::uint64_t content, std::uint64_t index, SecureBytes& out) override {
+    bool read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) override {
         auto db = file_->connection();
         auto st = db->prepare("SELECT data FROM chunks WHERE content = ?1 AND idx = ?2 AND area = ?3");
         st.bind(1, static_cast<std::int64_t>(content))
@@ -287,7 +287,7 @@ private:
     }
 
     Bytes seal_meta(const NodeRow& row) {
-        SecureBytes plain = row.meta.serialize();
+        WipedBytes plain = row.meta.serialize();
         if (!key_) return Bytes(plain.begin(), plain.end());
         return crypto::seal(*key_, plain, node_aad(file_->uid(), area_, row.id));
     }
@@ -367,7 +367,6 @@ std::filesystem::path VscFile::create(const std::filesystem::path& store, const 
         }
         // Area roots are written through the normal path, encrypted like every other object.
         auto file = open(temp_path);
-        SecureBytes storage_secret = crypto::hkdf(keys.family_key, kSecretStorageInfo);
         for (Area area : {Area::Public, Area::Private, Area::Secret}) {
             auto store_of_area = file->area(area, &keys);
             AreaChange change;
@@ -561,7 +560,7 @@ IntegrityReport VscFile::check(const VscKeys* keys) {
                                               std::to_string(row.id) + " has no parent folder");
                 if (row.meta.kind != NodeKind::File) continue;
                 std::size_t chunks = (row.meta.size + kVscChunkSize - 1) / kVscChunkSize;
-                SecureBytes buf;
+                WipedBytes buf;
                 for (std::size_t i = 0; i < chunks; ++i) {
                     if (store->read_chunk(row.meta.content, i, buf)) ++report.chunks_checked;
                 }

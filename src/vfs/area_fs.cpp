@@ -451,17 +451,17 @@ std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode
     return std::make_shared<OpenFile>(f, true);
 }
 
-void AreaFs::read_committed_chunk(FileData& f, std::uint64_t index, SecureBytes& out) {
+void AreaFs::read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& out) {
     out.clear();
     if (f.drop_from && index >= *f.drop_from) return;
     if (index * chunk_size_ >= f.committed_size) return;
     if (!store_->read_chunk(f.content, index, out)) out.clear();
 }
 
-SecureBytes& AreaFs::dirty_chunk(FileData& f, std::uint64_t index) {
+WipedBytes& AreaFs::dirty_chunk(FileData& f, std::uint64_t index) {
     auto it = f.dirty.find(index);
     if (it != f.dirty.end()) return it->second;
-    SecureBytes buf;
+    WipedBytes buf;
     read_committed_chunk(f, index, buf);
     f.dirty_bytes += chunk_size_;
     return f.dirty.emplace(index, std::move(buf)).first->second;
@@ -474,14 +474,14 @@ std::size_t AreaFs::read(OpenFile& file, std::uint64_t offset, std::size_t size,
     std::lock_guard flock(f.mutex);
     if (offset >= f.size) return 0;
     size = static_cast<std::size_t>(std::min<std::uint64_t>(size, f.size - offset));
-    SecureBytes scratch;
+    WipedBytes scratch;
     std::size_t done = 0;
     while (done < size) {
         std::uint64_t pos = offset + done;
         std::uint64_t index = pos / chunk_size_;
         std::size_t in_chunk = static_cast<std::size_t>(pos % chunk_size_);
         std::size_t n = std::min(size - done, chunk_size_ - in_chunk);
-        const SecureBytes* chunk;
+        const WipedBytes* chunk;
         auto it = f.dirty.find(index);
         if (it != f.dirty.end()) {
             chunk = &it->second;
@@ -515,7 +515,7 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
         std::uint64_t index = pos / chunk_size_;
         std::size_t in_chunk = static_cast<std::size_t>(pos % chunk_size_);
         std::size_t n = std::min(size - done, chunk_size_ - in_chunk);
-        SecureBytes& chunk = dirty_chunk(f, index);
+        WipedBytes& chunk = dirty_chunk(f, index);
         if (chunk.size() < in_chunk + n) chunk.resize(in_chunk + n, 0);
         std::memcpy(chunk.data() + in_chunk, data + done, n);
         done += n;
@@ -530,7 +530,7 @@ void AreaFs::drop_chunks_beyond(FileData& f, std::uint64_t size) {
     std::uint64_t keep = (size + chunk_size_ - 1) / chunk_size_;  // chunks still holding data
     for (auto it = f.dirty.lower_bound(keep); it != f.dirty.end();) it = f.dirty.erase(it);
     if (size % chunk_size_ != 0) {
-        SecureBytes& last = dirty_chunk(f, size / chunk_size_);
+        WipedBytes& last = dirty_chunk(f, size / chunk_size_);
         std::size_t len = static_cast<std::size_t>(size % chunk_size_);
         if (last.size() > len) last.resize(len);
     }
@@ -566,11 +566,11 @@ Attr AreaFs::fgetattr(OpenFile& file) {
     return attr_of(f.id);
 }
 
-SecureBytes AreaFs::whole_content(FileData& f) {
-    SecureBytes content(static_cast<std::size_t>(f.size));
-    SecureBytes scratch;
+WipedBytes AreaFs::whole_content(FileData& f) {
+    WipedBytes content(static_cast<std::size_t>(f.size));
+    WipedBytes scratch;
     for (std::uint64_t index = 0; index * chunk_size_ < f.size; ++index) {
-        const SecureBytes* chunk;
+        const WipedBytes* chunk;
         auto it = f.dirty.find(index);
         if (it != f.dirty.end()) {
             chunk = &it->second;
@@ -596,7 +596,7 @@ void AreaFs::commit_locked(FileData& f) {
     };
     if (policy_) {
         // The policy sees (and may replace) the whole new content: keys become envelopes.
-        SecureBytes content = whole_content(f);
+        WipedBytes content = whole_content(f);
         try {
             policy_->on_commit(node(f.id).meta.name, content);
         } catch (...) {
@@ -607,7 +607,7 @@ void AreaFs::commit_locked(FileData& f) {
         for (std::size_t start = 0; start < content.size(); start += chunk_size_) {
             std::size_t n = std::min(chunk_size_, content.size() - start);
             f.dirty.emplace(start / chunk_size_,
-                            SecureBytes(content.begin() + static_cast<std::ptrdiff_t>(start),
+                            WipedBytes(content.begin() + static_cast<std::ptrdiff_t>(start),
                                         content.begin() + static_cast<std::ptrdiff_t>(start + n)));
         }
         f.drop_from = 0;
@@ -690,7 +690,7 @@ void AreaFs::release(OpenFile& file) {
 void AreaFs::create_siblings(std::uint64_t id) {
     Node& n = node(id);
     if (!n.file || n.meta.name.empty() || n.meta.name[0] == '.') return;
-    SecureBytes content;
+    WipedBytes content;
     {
         std::lock_guard flock(n.file->mutex);
         content = whole_content(*n.file);
@@ -710,7 +710,7 @@ void AreaFs::create_siblings(std::uint64_t id) {
         row.meta.size = data.size();
         AreaChange change;
         change.upserts.push_back(row);
-        if (!data.empty()) change.chunks.push_back({row.meta.content, 0, secure_from(data)});
+        if (!data.empty()) change.chunks.push_back({row.meta.content, 0, wiped_from(data)});
         store_->apply(change);
         node(pid).children[name] = row.id;
         auto f = std::make_shared<FileData>();

@@ -40,7 +40,7 @@ public:
     virtual ~ContentPolicy() = default;
     // Called when a file's new content is committed; may replace CONTENT, or throw
     // Error(Invalid) to refuse it (the previous content then stays).
-    virtual void on_commit(const std::string& name, SecureBytes& content) = 0;
+    virtual void on_commit(const std::string& name, WipedBytes& content) = 0;
     // Files to create beside NAME when absent (e.g. NAME.pub), given its committed content.
     virtual std::vector<std::pair<std::string, std::string>> siblings(const std::string& name,
                                                                       ByteView content) = 0;
@@ -61,7 +61,7 @@ struct FileData {
     Timestamp mtime;
     std::uint64_t committed_size = 0;  // as in the store
     Timestamp committed_mtime;
-    std::map<std::uint64_t, SecureBytes> dirty;  // chunk index -> plaintext
+    std::map<std::uint64_t, WipedBytes> dirty;  // chunk index -> plaintext
     std::uint64_t dirty_bytes = 0;
     std::optional<std::uint64_t> drop_from;      // chunks >= this are gone (truncate)
     bool orphan = false;  // unlinked while open: data dies with the last handle
@@ -148,9 +148,9 @@ private:
     // Caller holds tree_mutex_ (shared or exclusive) and f.mutex.
     void commit_locked(FileData& f);
     void drop_chunks_beyond(FileData& f, std::uint64_t size);
-    SecureBytes& dirty_chunk(FileData& f, std::uint64_t index);
-    void read_committed_chunk(FileData& f, std::uint64_t index, SecureBytes& out);
-    SecureBytes whole_content(FileData& f);
+    WipedBytes& dirty_chunk(FileData& f, std::uint64_t index);
+    void read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& out);
+    WipedBytes whole_content(FileData& f);
     void create_siblings(std::uint64_t id);
     std::string path_of(std::uint64_t id);
     static void check_name(const std::string& name);

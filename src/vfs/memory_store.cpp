@@ -32,10 +32,10 @@ std::vector<NodeRow> MemoryAreaStore::load() {
 void MemoryAreaStore::apply(const AreaChange& change) {
     // Whatever can fail (copies, the capacity check) happens before the first mutation, so
     // a change lands whole or not at all.
-    std::vector<std::pair<std::uint64_t, SecureBytes>> metas;
+    std::vector<std::pair<std::uint64_t, WipedBytes>> metas;
     metas.reserve(change.upserts.size());
     for (const auto& row : change.upserts) metas.emplace_back(row.id, row.meta.serialize());
-    std::map<ChunkKey, SecureBytes> writes;  // a later write of the same chunk wins
+    std::map<ChunkKey, WipedBytes> writes;  // a later write of the same chunk wins
     for (const auto& c : change.chunks) writes[{c.content, c.index}] = c.data;
 
     std::unique_lock lock(mutex_);
@@ -66,7 +66,7 @@ void MemoryAreaStore::apply(const AreaChange& change) {
     used_ = after;
 }
 
-bool MemoryAreaStore::read_chunk(std::uint64_t content, std::uint64_t index, SecureBytes& out) {
+bool MemoryAreaStore::read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) {
     std::shared_lock lock(mutex_);
     auto it = chunks_.find({content, index});
     if (it == chunks_.end()) return false;

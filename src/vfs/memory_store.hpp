@@ -30,7 +30,7 @@ public:
     std::vector<NodeRow> load() override;
     std::uint64_t allocate_id() override { return next_id_.fetch_add(1); }
     void apply(const AreaChange& change) override;
-    bool read_chunk(std::uint64_t content, std::uint64_t index, SecureBytes& out) override;
+    bool read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) override;
     std::size_t chunk_size() const override { return chunk_size_; }
     void sync() override {}
     SpaceInfo space() override;
@@ -51,8 +51,8 @@ private:
     const std::string name_;
     mutable std::shared_mutex mutex_;
     std::optional<std::uint64_t> capacity_;
-    std::map<std::uint64_t, SecureBytes> nodes_;  // id -> serialized NodeMeta
-    std::map<ChunkKey, SecureBytes> chunks_;
+    std::map<std::uint64_t, WipedBytes> nodes_;  // id -> serialized NodeMeta
+    std::map<ChunkKey, WipedBytes> chunks_;
     std::uint64_t used_ = 0;  // sum of chunk sizes
     std::atomic<std::uint64_t> next_id_{16};
 };

@@ -39,7 +39,7 @@ public:
         u32(static_cast<std::uint32_t>(s.size()));
         out.insert(out.end(), s.begin(), s.end());
     }
-    SecureBytes out;
+    WipedBytes out;
 
 private:
     void put(std::uint64_t v, int n) {
@@ -79,7 +79,7 @@ private:
 
 }  // namespace
 
-SecureBytes NodeMeta::serialize() const {
+WipedBytes NodeMeta::serialize() const {
     Writer w;
     std::size_t xattr_bytes = 0;
     for (const auto& [k, v] : xattrs) xattr_bytes += 6 + k.size() + v.size();

@@ -34,7 +34,7 @@ struct NodeMeta {
     std::map<std::string, std::string> xattrs;  // "user.*" only
 
     // Versioned binary form stored (encrypted where the area asks) by the medium.
-    SecureBytes serialize() const;
+    WipedBytes serialize() const;
     // Throws Error(Corrupt) on anything malformed.
     static NodeMeta parse(ByteView bytes);
 };
@@ -47,7 +47,7 @@ struct NodeRow {
 struct ChunkWrite {
     std::uint64_t content = 0;
     std::uint64_t index = 0;
-    SecureBytes data;  // plaintext; the medium encrypts where the area asks
+    WipedBytes data;  // plaintext; the medium encrypts where the area asks
 };
 
 // One atomic change to an area: all of it lands, or none of it.
@@ -77,7 +77,7 @@ public:
     virtual std::uint64_t allocate_id() = 0;
     virtual void apply(const AreaChange& change) = 0;
     // Reads one chunk's plaintext into OUT; returns false for a chunk never written (a hole).
-    virtual bool read_chunk(std::uint64_t content, std::uint64_t index, SecureBytes& out) = 0;
+    virtual bool read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) = 0;
     virtual std::size_t chunk_size() const = 0;
     virtual void sync() = 0;
     virtual SpaceInfo space() = 0;

@@ -6,7 +6,7 @@
 
 namespace vscard {
 
-void SecretKeyPolicy::on_commit(const std::string& name, SecureBytes& content) {
+void SecretKeyPolicy::on_commit(const std::string& name, WipedBytes& content) {
     try {
         switch (keys::classify(content)) {
             case keys::ContentKind::Empty: return;

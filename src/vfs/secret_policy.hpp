@@ -8,7 +8,7 @@ namespace vscard {
 class SecretKeyPolicy final : public ContentPolicy {
 public:
     explicit SecretKeyPolicy(SecureBytes family_key) : family_key_(std::move(family_key)) {}
-    void on_commit(const std::string& name, SecureBytes& content) override;
+    void on_commit(const std::string& name, WipedBytes& content) override;
     std::vector<std::pair<std::string, std::string>> siblings(const std::string& name,
                                                               ByteView content) override;
     std::uint64_t max_file_size() const override { return 1 << 20; }

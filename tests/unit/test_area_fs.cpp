@@ -49,7 +49,7 @@ public:
         if (std::string(first_bytes.begin(), first_bytes.end()).rfind("bad:", 0) == 0)
             throw Error(ErrorKind::Invalid, "content refused early");
     }
-    void on_commit(const std::string&, SecureBytes& content) override {
+    void on_commit(const std::string&, WipedBytes& content) override {
         std::string text(content.begin(), content.end());
         if (text.find("reject") != std::string::npos)
             throw Error(ErrorKind::Invalid, "content refused");
@@ -141,7 +141,7 @@ protected:
     }
 
     bool chunk_stored(std::uint64_t content, std::uint64_t index) {
-        SecureBytes out;
+        WipedBytes out;
         return store_->read_chunk(content, index, out);
     }
 

@@ -35,7 +35,7 @@ NodeRow file_row(std::uint64_t id, std::uint64_t parent, const std::string& name
 }
 
 ChunkWrite chunk(std::uint64_t content, std::uint64_t index, const std::string& data) {
-    return {content, index, secure_from(data)};
+    return {content, index, wiped_from(data)};
 }
 
 template <typename Medium>
@@ -47,7 +47,7 @@ protected:
     }
 
     std::string read(std::uint64_t content, std::uint64_t index) {
-        SecureBytes out;
+        WipedBytes out;
         if (!store_->read_chunk(content, index, out)) return "<none>";
         return std::string(out.begin(), out.end());
     }
@@ -193,7 +193,7 @@ TYPED_TEST(AreaStoreConformance, ConcurrentReadersAndWriters) {
                     change.chunks.push_back(chunk(content, static_cast<std::uint64_t>(i),
                                                   std::to_string(t * 1000 + i)));
                     store.apply(change);
-                    SecureBytes out;
+                    WipedBytes out;
                     if (!store.read_chunk(content, static_cast<std::uint64_t>(i), out) ||
                         std::string(out.begin(), out.end()) != std::to_string(t * 1000 + i))
                         ++failures;
@@ -253,7 +253,7 @@ TEST(MemoryAreaStore, CapacityRefusalChangesNothing) {
     EXPECT_EQ(store.load().size(), 1u);
     EXPECT_EQ(store.used_bytes(), 16u);
     EXPECT_EQ(store.chunk_count(), 1u);
-    SecureBytes out;
+    WipedBytes out;
     EXPECT_FALSE(store.read_chunk(101, 0, out));
 
     // Replacing data counts what it frees: this fits exactly.

@@ -54,7 +54,7 @@ bool parses(ByteView bytes) {
 TEST(NodeMeta, RoundTripWithOddNamesAndXattrs) {
     const NodeMeta m = sample();
     ASSERT_EQ(m.name.size(), 255u);
-    SecureBytes bytes = m.serialize();
+    WipedBytes bytes = m.serialize();
     expect_equal(NodeMeta::parse(bytes), m);
     // Deterministic: the same metadata always gives the same bytes.
     EXPECT_EQ(m.serialize(), bytes);
@@ -76,7 +76,7 @@ TEST(NodeMeta, ModeKeepsOnlyPermissionBits) {
 }
 
 TEST(NodeMeta, EveryTruncationIsCorrupt) {
-    SecureBytes bytes = sample().serialize();
+    WipedBytes bytes = sample().serialize();
     for (std::size_t n = 0; n < bytes.size(); ++n) {
         ByteView prefix(bytes.data(), n);
         EXPECT_THROW(
@@ -94,20 +94,20 @@ TEST(NodeMeta, EveryTruncationIsCorrupt) {
 }
 
 TEST(NodeMeta, TrailingBytesAreCorrupt) {
-    SecureBytes bytes = sample().serialize();
+    WipedBytes bytes = sample().serialize();
     bytes.push_back(0);
     EXPECT_FALSE(parses(bytes));
 }
 
 TEST(NodeMeta, BadVersionOrKindIsCorrupt) {
-    const SecureBytes good = NodeMeta{}.serialize();
+    const WipedBytes good = NodeMeta{}.serialize();
     for (std::uint8_t version : {0, 2, 255}) {
-        SecureBytes b = good;
+        WipedBytes b = good;
         b[0] = version;
         EXPECT_FALSE(parses(b)) << "version " << int(version);
     }
     for (std::uint8_t kind : {0, 3, 255}) {
-        SecureBytes b = good;
+        WipedBytes b = good;
         b[1] = kind;
         EXPECT_FALSE(parses(b)) << "kind " << int(kind);
     }
@@ -120,24 +120,24 @@ TEST(NodeMeta, HugeLengthFieldsAreCorrupt) {
     NodeMeta m;
     m.name = "abc";
     m.xattrs["user.a"] = "v";
-    SecureBytes good = m.serialize();
+    WipedBytes good = m.serialize();
     ASSERT_EQ(good[kNameLength], 3);
     {
-        SecureBytes b = good;
+        WipedBytes b = good;
         b[kNameLength] = 0xff;
         b[kNameLength + 1] = 0xff;
         EXPECT_FALSE(parses(b));
     }
     {
         // The xattr count, just after the name.
-        SecureBytes b = good;
+        WipedBytes b = good;
         b[kNameLength + 2 + 3] = 0xff;
         b[kNameLength + 2 + 3 + 1] = 0xff;
         EXPECT_FALSE(parses(b));
     }
     {
         // The xattr value length (u32), after the count, key length and key.
-        SecureBytes b = good;
+        WipedBytes b = good;
         std::size_t value_length = kNameLength + 2 + 3 + 2 + 2 + 6;
         for (std::size_t i = 0; i < 4; ++i) b[value_length + i] = 0xff;
         EXPECT_FALSE(parses(b));
@@ -147,7 +147,7 @@ TEST(NodeMeta, HugeLengthFieldsAreCorrupt) {
 TEST(NodeMeta, GarbageNeverCrashes) {
     std::mt19937 rng(20240501);
     for (int i = 0; i < 5000; ++i) {
-        SecureBytes b(rng() % 200);
+        WipedBytes b(rng() % 200);
         for (auto& c : b) c = static_cast<std::uint8_t>(rng());
         if (!b.empty() && i % 2 == 0) b[0] = 1;  // get past the version check half the time
         if (b.size() > 1 && i % 4 == 0) b[1] = 1 + rng() % 2;
@@ -157,10 +157,10 @@ TEST(NodeMeta, GarbageNeverCrashes) {
     NodeMeta m;
     m.name = "file";
     m.xattrs["user.k"] = "value";
-    const SecureBytes good = m.serialize();
+    const WipedBytes good = m.serialize();
     for (std::size_t pos = 0; pos < good.size(); ++pos) {
         for (std::uint8_t v : {0x00, 0x01, 0x7f, 0x80, 0xff}) {
-            SecureBytes b = good;
+            WipedBytes b = good;
             b[pos] = v;
             parses(b);
         }

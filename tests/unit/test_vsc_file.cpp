@@ -498,7 +498,7 @@ TEST_F(VscFileTest, SwappedChunksAreDetected) {
     auto file = VscFile::open(path);
     VscKeys keys = file->unlock(view_of(kPassword));
     auto store = file->area(Area::Private, &keys);
-    SecureBytes out;
+    WipedBytes out;
     EXPECT_VSC_ERROR(ErrorKind::Corrupt, EIO, store->read_chunk(ca, 0, out));
     EXPECT_VSC_ERROR(ErrorKind::Corrupt, EIO, store->read_chunk(cb, 0, out));
     EXPECT_TRUE(store->read_chunk(ca, 1, out));  // untouched chunks still read
@@ -538,7 +538,7 @@ TEST_F(VscFileTest, SecretRowCopiedBetweenCardsOfOneFamilyIsDetected) {
         row.meta.content = content;
         row.meta.size = 5;
         change.upserts.push_back(row);
-        change.chunks.push_back({content, 0, secure_from("bytes")});
+        change.chunks.push_back({content, 0, wiped_from("bytes")});
         secret->apply(change);
     }
     {
@@ -555,7 +555,7 @@ TEST_F(VscFileTest, SecretRowCopiedBetweenCardsOfOneFamilyIsDetected) {
     VscKeys keys = file->unlock(sv(kPassword));
     auto secret = file->area(Area::Secret, &keys);
     EXPECT_VSC_ERROR(ErrorKind::Corrupt, EIO, secret->load());
-    SecureBytes out;
+    WipedBytes out;
     EXPECT_VSC_ERROR(ErrorKind::Corrupt, EIO, secret->read_chunk(content, 0, out));
     EXPECT_FALSE(file->check(&keys).ok());
     // The original still reads.
