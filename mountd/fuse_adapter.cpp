@@ -64,7 +64,7 @@ void* op_init(fuse_conn_info* conn, fuse_config* cfg) {
     cfg->hard_remove = 0;
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
-    cfg->negative_timeout = 0;
+    cfg->negative_timeout = 1.0;  // names missing a moment ago (rsync probes many)
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     return fuse_get_context()->private_data;

@@ -24,6 +24,12 @@ const std::string kSecretStorageInfo = "vscard secret area storage v1";
 constexpr std::uint64_t kRootIds[] = {1, 2, 3};  // public, private, secret
 std::uint64_t root_id(Area area) { return kRootIds[static_cast<int>(area) - 1]; }
 
+std::int64_t chunk_key(std::uint64_t content, std::uint64_t index) {
+    if (content >= (1ull << 43) || index >= kMaxChunksPerFile)
+        throw Error(ErrorKind::TooBig, "file too large");
+    return static_cast<std::int64_t>(content << 20 | index);
+}
+
 void put_u64(Bytes& b, std::uint64_t v) {
     for (int i = 0; i < 8; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
@@ -201,19 +207,17 @@ public:
                 .run();
         }
         for (auto [content, from] : change.dropped_chunks) {
-            db->prepare("DELETE FROM chunks WHERE content = ?1 AND idx >= ?2 AND area = ?3")
-                .bind(1, static_cast<std::int64_t>(content))
-                .bind(2, static_cast<std::int64_t>(from))
+            db->prepare("DELETE FROM chunks WHERE id >= ?1 AND id < ?2 AND area = ?3")
+                .bind(1, chunk_key(content, std::min(from, kMaxChunksPerFile)))
+                .bind(2, chunk_key(content + 1, 0))
                 .bind(3, static_cast<std::int64_t>(area_))
                 .run();
         }
         for (std::size_t i = 0; i < change.chunks.size(); ++i) {
-            db->prepare(
-                  "INSERT OR REPLACE INTO chunks(content, idx, area, data) VALUES(?1, ?2, ?3, ?4)")
-                .bind(1, static_cast<std::int64_t>(change.chunks[i].content))
-                .bind(2, static_cast<std::int64_t>(change.chunks[i].index))
-                .bind(3, static_cast<std::int64_t>(area_))
-                .bind(4, chunks[i])
+            db->prepare("INSERT OR REPLACE INTO chunks(id, area, data) VALUES(?1, ?2, ?3)")
+                .bind(1, chunk_key(change.chunks[i].content, change.chunks[i].index))
+                .bind(2, static_cast<std::int64_t>(area_))
+                .bind(3, chunks[i])
                 .run();
         }
         txn.commit();
@@ -221,10 +225,8 @@ public:
 
     bool read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) override {
         auto db = file_->connection();
-        auto st = db->prepare("SELECT data FROM chunks WHERE content = ?1 AND idx = ?2 AND area = ?3");
-        st.bind(1, static_cast<std::int64_t>(content))
-            .bind(2, static_cast<std::int64_t>(index))
-            .bind(3, static_cast<std::int64_t>(area_));
+        auto st = db->prepare("SELECT data FROM chunks WHERE id = ?1 AND area = ?2");
+        st.bind(1, chunk_key(content, index)).bind(2, static_cast<std::int64_t>(area_));
         if (!st.step()) return false;
         ByteView stored = st.blob(0);
         if (!key_) {
@@ -244,7 +246,7 @@ public:
         std::vector<std::uint64_t> dead;
         {
             auto db = file_->connection();
-            auto st = db->prepare("SELECT DISTINCT content FROM chunks WHERE area = ?1");
+            auto st = db->prepare("SELECT DISTINCT id >> 20 FROM chunks WHERE area = ?1");
             st.bind(1, static_cast<std::int64_t>(area_));
             while (st.step()) {
                 auto content = static_cast<std::uint64_t>(st.integer(0));
@@ -351,10 +353,9 @@ std::filesystem::path VscFile::create(const std::filesystem::path& store, const 
                 "CREATE TABLE header(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
                 "CREATE TABLE nodes(id INTEGER PRIMARY KEY, area INTEGER NOT NULL,"
                 "                   meta BLOB NOT NULL);"
-                "CREATE INDEX nodes_by_area ON nodes(area);"
-                "CREATE TABLE chunks(content INTEGER NOT NULL, idx INTEGER NOT NULL,"
-                "                    area INTEGER NOT NULL, data BLOB NOT NULL,"
-                "                    PRIMARY KEY(content, idx));");
+                // id = content << 20 | index: one B-tree, no separate index to update.
+                "CREATE TABLE chunks(id INTEGER PRIMARY KEY, area INTEGER NOT NULL,"
+                "                    data BLOB NOT NULL);");
             set_header(db, "format", kVscFormatVersion);
             set_header(db, "features", kVscKnownFeatures);
             set_header(db, "uid", uid);
@@ -454,7 +455,7 @@ void VscFile::load_header() {
         if (st.step()) max_id = std::max(max_id, st.integer(0));
     }
     {
-        auto st = db->prepare("SELECT max(content) FROM chunks");
+        auto st = db->prepare("SELECT max(id) >> 20 FROM chunks");
         if (st.step()) max_id = std::max(max_id, st.integer(0));
     }
     next_id_ = std::max<std::uint64_t>(16, static_cast<std::uint64_t>(max_id) + 1);

@@ -17,7 +17,7 @@ using Exclusive = std::unique_lock<std::shared_mutex>;
 using Shared = std::shared_lock<std::shared_mutex>;
 
 bool has_pending(const FileData& f) {
-    return !f.dirty.empty() || f.drop_from || f.size != f.committed_size ||
+    return !f.persisted || !f.dirty.empty() || f.drop_from || f.size != f.committed_size ||
            !(f.mtime == f.committed_mtime);
 }
 
@@ -79,6 +79,7 @@ void AreaFs::load() {
         if (!parent->second.children.emplace(n.meta.name, id).second)
             throw Error(ErrorKind::Corrupt, store_->describe() + ": two objects named '" +
                                                 n.meta.name + "' in one folder");
+        if (n.meta.kind == NodeKind::Dir) ++parent->second.subdirs;
     }
     // Every object must hang below the root: folders forming a cycle in a damaged store
     // would otherwise make walks up the tree (path_of) loop forever.
@@ -141,9 +142,7 @@ Attr AreaFs::attr_of(std::uint64_t id) {
         a.nlink = 1;
     } else {
         a.mtime = n.meta.mtime;
-        a.nlink = 2;
-        for (const auto& [name, child] : n.children)
-            if (nodes_.at(child).meta.kind == NodeKind::Dir) ++a.nlink;
+        a.nlink = 2 + n.subdirs;
     }
     return a;
 }
@@ -199,14 +198,13 @@ Attr AreaFs::mkdir(const RelPath& path, std::uint32_t mode) {
     row.meta.name = name;
     row.meta.mode = mode & 07777;
     row.meta.mtime = row.meta.ctime = now;
-    NodeRow parent = row_of(pid);
-    parent.meta.mtime = parent.meta.ctime = now;
     AreaChange change;
-    change.upserts = {row, parent};
-    store_->apply(change);
-    node(pid).meta = parent.meta;
+    change.upserts = {row};
+    touch_dir(pid, now);
+    apply_with_pending(change);
     node(pid).children[name] = row.id;
-    nodes_[row.id] = Node{row.meta, {}, nullptr};
+    ++node(pid).subdirs;
+    nodes_[row.id] = Node{row.meta, {}, nullptr, 0};
     return attr_of(row.id);
 }
 
@@ -218,14 +216,16 @@ void AreaFs::rmdir(const RelPath& path) {
     Node& n = node(id);
     if (n.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
     if (!n.children.empty()) throw Error(ErrorKind::NotEmpty, "directory not empty");
-    NodeRow parent = row_of(pid);
-    parent.meta.mtime = parent.meta.ctime = Timestamp::now();
     AreaChange change;
     change.deleted_nodes.push_back(id);
-    change.upserts.push_back(parent);
-    store_->apply(change);
-    node(pid).meta = parent.meta;
+    {
+        std::lock_guard plock(pending_mutex_);
+        pending_dirs_.erase(id);
+    }
+    touch_dir(pid, Timestamp::now());
+    apply_with_pending(change);
     node(pid).children.erase(name);
+    --node(pid).subdirs;
     nodes_.erase(id);
 }
 
@@ -236,11 +236,9 @@ void AreaFs::unlink(const RelPath& path) {
     std::uint64_t id = resolve(path);
     Node& n = node(id);
     if (n.meta.kind == NodeKind::Dir) throw Error(ErrorKind::IsDirectory, "is a directory");
-    NodeRow parent = row_of(pid);
-    parent.meta.mtime = parent.meta.ctime = Timestamp::now();
     AreaChange change;
     change.deleted_nodes.push_back(id);
-    change.upserts.push_back(parent);
+    touch_dir(pid, Timestamp::now());
     // An open file keeps its data until the last handle goes (POSIX unlink semantics).
     // release() counts handles down without the tree lock: holding the file's mutex until
     // the orphan flag is set means a racing last close either is seen here or sees the flag.
@@ -248,8 +246,7 @@ void AreaFs::unlink(const RelPath& path) {
     std::lock_guard flock(file->mutex);
     bool open = file->handles > 0;
     if (!open) change.dropped_chunks.emplace_back(file->content, 0);
-    store_->apply(change);
-    node(pid).meta = parent.meta;
+    apply_with_pending(change);
     node(pid).children.erase(name);
     if (open) n.file->orphan = true;
     nodes_.erase(id);
@@ -289,15 +286,6 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
     moved.meta.name = dst_name;
     moved.meta.ctime = now;
     change.upserts.push_back(moved);
-    NodeRow from_dir = row_of(src_parent);
-    from_dir.meta.mtime = from_dir.meta.ctime = now;
-    change.upserts.push_back(from_dir);
-    std::optional<NodeRow> to_dir;
-    if (dst_parent != src_parent) {
-        to_dir = row_of(dst_parent);
-        to_dir->meta.mtime = to_dir->meta.ctime = now;
-        change.upserts.push_back(*to_dir);
-    }
     bool dst_open = false;
     std::shared_ptr<FileData> dst_file;  // outlives the node erased below
     std::unique_lock<std::mutex> dst_lock;  // as in unlink(): held until the orphan flag is set
@@ -309,31 +297,73 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
             dst_lock = std::unique_lock(dst_file->mutex);
             dst_open = d.file->handles > 0;
             if (!dst_open) change.dropped_chunks.emplace_back(d.file->content, 0);
+        } else {
+            std::lock_guard plock(pending_mutex_);
+            pending_dirs_.erase(*dst);
         }
     }
-    store_->apply(change);
+    touch_dir(src_parent, now);
+    touch_dir(dst_parent, now);
+    apply_with_pending(change);
 
+    bool moved_dir = s.meta.kind == NodeKind::Dir;
     if (dst) {
         Node& d = node(*dst);
         if (d.file && dst_open) d.file->orphan = true;
+        if (!d.file) --node(dst_parent).subdirs;
         nodes_.erase(*dst);
         if (dst_lock) dst_lock.unlock();
     }
     node(src_parent).children.erase(src_name);
-    node(src_parent).meta = from_dir.meta;
-    if (to_dir) node(dst_parent).meta = to_dir->meta;
     node(dst_parent).children[dst_name] = src;
+    if (moved_dir) {
+        --node(src_parent).subdirs;
+        ++node(dst_parent).subdirs;
+    }
     Node& moved_node = node(src);
+    if (moved_node.file) moved_node.file->persisted = true;
     moved_node.meta.parent = dst_parent;
     moved_node.meta.name = dst_name;
     moved_node.meta.ctime = now;
     if (policy_ && moved_node.file) create_siblings(src);
 }
 
+void AreaFs::touch_dir(std::uint64_t id, Timestamp now) {
+    Node& dir = node(id);
+    dir.meta.mtime = dir.meta.ctime = now;
+    std::lock_guard plock(pending_mutex_);
+    pending_dirs_.insert(id);
+}
+
+std::vector<std::uint64_t> AreaFs::take_pending_dirs(AreaChange& change) {
+    std::vector<std::uint64_t> taken;
+    std::lock_guard plock(pending_mutex_);
+    for (auto id : pending_dirs_) {
+        auto it = nodes_.find(id);
+        if (it == nodes_.end()) continue;
+        change.upserts.push_back(NodeRow{id, it->second.meta});
+        taken.push_back(id);
+    }
+    pending_dirs_.clear();
+    return taken;
+}
+
+void AreaFs::apply_with_pending(AreaChange& change) {
+    auto taken = take_pending_dirs(change);
+    try {
+        store_->apply(change);
+    } catch (...) {
+        std::lock_guard plock(pending_mutex_);
+        pending_dirs_.insert(taken.begin(), taken.end());
+        throw;
+    }
+}
+
 void AreaFs::commit_meta(std::uint64_t id) {
     AreaChange change;
     change.upserts.push_back(row_of(id));
-    store_->apply(change);
+    apply_with_pending(change);
+    if (Node& n = node(id); n.file) n.file->persisted = true;
 }
 
 void AreaFs::chmod(const RelPath& path, std::uint32_t mode) {
@@ -435,20 +465,24 @@ std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode
     row.meta.mode = mode & 07777;
     row.meta.mtime = row.meta.ctime = now;
     row.meta.content = store_->allocate_id();
-    NodeRow parent = row_of(pid);
-    parent.meta.mtime = parent.meta.ctime = now;
-    AreaChange change;
-    change.upserts = {row, parent};
-    store_->apply(change);
-    node(pid).meta = parent.meta;
+    // The row is written with the file's first commit (at the latest when it is closed): one
+    // transaction per new file instead of two.
+    touch_dir(pid, now);
     node(pid).children[name] = row.id;
     auto f = std::make_shared<FileData>();
     f->id = row.id;
     f->content = row.meta.content;
     f->mtime = f->committed_mtime = now;
     f->handles = 1;
-    nodes_[row.id] = Node{row.meta, {}, f};
+    f->persisted = false;
+    nodes_[row.id] = Node{row.meta, {}, f, 0};
     return std::make_shared<OpenFile>(f, true);
+}
+
+void AreaFs::check_size(std::uint64_t size) const {
+    if (size > chunk_size_ * kMaxChunksPerFile ||
+        (policy_ && size > policy_->max_file_size()))
+        throw Error(ErrorKind::TooBig, "file too large for this area");
 }
 
 void AreaFs::read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& out) {
@@ -505,8 +539,7 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
     if (size == 0) return 0;  // POSIX: no data, no effect (neither size nor mtime)
     FileData& f = file.data();
     std::lock_guard flock(f.mutex);
-    if (policy_ && offset + size > policy_->max_file_size())
-        throw Error(ErrorKind::TooBig, "file too large for this area");
+    check_size(offset + size);
     if (policy_ && offset == 0 && size > 0)
         policy_->check_start({reinterpret_cast<const std::uint8_t*>(data), size});
     std::size_t done = 0;
@@ -542,8 +575,7 @@ void AreaFs::ftruncate(OpenFile& file, std::uint64_t size) {
     check_unlocked();
     FileData& f = file.data();
     std::lock_guard flock(f.mutex);
-    if (policy_ && size > policy_->max_file_size())
-        throw Error(ErrorKind::TooBig, "file too large for this area");
+    check_size(size);
     if (size < f.size) drop_chunks_beyond(f, size);
     f.size = size;
     f.mtime = Timestamp::now();
@@ -622,11 +654,12 @@ void AreaFs::commit_locked(FileData& f) {
     if (f.drop_from) change.dropped_chunks.emplace_back(f.content, *f.drop_from);
     for (auto& [index, data] : f.dirty) change.chunks.push_back({f.content, index, std::move(data)});
     try {
-        store_->apply(change);
+        apply_with_pending(change);
     } catch (...) {
         revert();
         throw;
     }
+    f.persisted = true;
     f.dirty.clear();
     f.dirty_bytes = 0;
     f.drop_from.reset();
@@ -654,6 +687,8 @@ void AreaFs::fsync(OpenFile& file) {
     flush(file);
     Shared lock(tree_mutex_);
     check_unlocked();
+    AreaChange change;
+    apply_with_pending(change);  // folder times too
     store_->sync();
 }
 
@@ -711,14 +746,15 @@ void AreaFs::create_siblings(std::uint64_t id) {
         AreaChange change;
         change.upserts.push_back(row);
         if (!data.empty()) change.chunks.push_back({row.meta.content, 0, wiped_from(data)});
-        store_->apply(change);
+        touch_dir(pid, now);
+        apply_with_pending(change);
         node(pid).children[name] = row.id;
         auto f = std::make_shared<FileData>();
         f->id = row.id;
         f->content = row.meta.content;
         f->size = f->committed_size = data.size();
         f->mtime = f->committed_mtime = now;
-        nodes_[row.id] = Node{row.meta, {}, f};
+        nodes_[row.id] = Node{row.meta, {}, f, 0};
     }
 }
 
@@ -823,6 +859,12 @@ std::vector<std::string> AreaFs::lock() {
             n.file->dirty.clear();
         }
         paths.push_back(path_of(id));
+    }
+    try {
+        AreaChange change;
+        apply_with_pending(change);
+    } catch (const Error&) {
+        // Only folder times are lost; the lock must happen regardless.
     }
     locked_ = true;
     nodes_.clear();

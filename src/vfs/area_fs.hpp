@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -65,6 +66,7 @@ struct FileData {
     std::uint64_t dirty_bytes = 0;
     std::optional<std::uint64_t> drop_from;      // chunks >= this are gone (truncate)
     bool orphan = false;  // unlinked while open: data dies with the last handle
+    bool persisted = true;  // false until a new file's row first reaches the store
     int handles = 0;
 };
 
@@ -135,6 +137,7 @@ private:
         NodeMeta meta;
         std::map<std::string, std::uint64_t> children;  // dirs
         std::shared_ptr<FileData> file;                 // files
+        std::uint32_t subdirs = 0;                      // dirs: for nlink
     };
 
     void check_unlocked() const;
@@ -145,9 +148,14 @@ private:
     Attr attr_of(std::uint64_t id);
     NodeRow row_of(std::uint64_t id);  // meta with live file data (caller holds file mutex)
     void commit_meta(std::uint64_t id);
+    // Folder times change with every entry; they ride along with the next change written.
+    void touch_dir(std::uint64_t id, Timestamp now);
+    std::vector<std::uint64_t> take_pending_dirs(AreaChange& change);
+    void apply_with_pending(AreaChange& change);
     // Caller holds tree_mutex_ (shared or exclusive) and f.mutex.
     void commit_locked(FileData& f);
     void drop_chunks_beyond(FileData& f, std::uint64_t size);
+    void check_size(std::uint64_t size) const;  // EFBIG beyond what the medium can hold
     WipedBytes& dirty_chunk(FileData& f, std::uint64_t index);
     void read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& out);
     WipedBytes whole_content(FileData& f);
@@ -163,6 +171,8 @@ private:
     mutable std::shared_mutex tree_mutex_;
     std::unordered_map<std::uint64_t, Node> nodes_;
     std::atomic<bool> locked_{false};
+    std::mutex pending_mutex_;
+    std::set<std::uint64_t> pending_dirs_;
 };
 
 }  // namespace vscard

@@ -13,6 +13,9 @@ namespace vscard {
 enum class Area : std::uint8_t { Public = 1, Private = 2, Secret = 3 };
 const char* area_name(Area area);
 
+// Chunks of one file are numbered below this (64 GiB at 64 KiB a chunk).
+inline constexpr std::uint64_t kMaxChunksPerFile = 1ull << 20;
+
 enum class NodeKind : std::uint8_t { File = 1, Dir = 2 };
 
 struct Timestamp {

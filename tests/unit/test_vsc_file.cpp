@@ -485,15 +485,14 @@ TEST_F(VscFileTest, SwappedChunksAreDetected) {
         RawDb db(path);
         const std::string a = std::to_string(ca), b = std::to_string(cb);
         db.exec(
-            "CREATE TEMP TABLE saved AS SELECT content, data FROM chunks WHERE idx = 0 AND "
-            "content IN (" +
+            "CREATE TEMP TABLE saved AS SELECT id >> 20 AS content, data FROM chunks WHERE "
+            "id & 1048575 = 0 AND id >> 20 IN (" +
             a + "," + b +
             ");"
             "UPDATE chunks SET data = (SELECT data FROM saved WHERE saved.content = " +
-            b + ") WHERE content = " + a +
-            " AND idx = 0;"
+            b + ") WHERE id = " + a + " << 20;"
             "UPDATE chunks SET data = (SELECT data FROM saved WHERE saved.content = " +
-            a + ") WHERE content = " + b + " AND idx = 0;");
+            a + ") WHERE id = " + b + " << 20;");
     }
     auto file = VscFile::open(path);
     VscKeys keys = file->unlock(view_of(kPassword));
@@ -548,7 +547,7 @@ TEST_F(VscFileTest, SecretRowCopiedBetweenCardsOfOneFamilyIsDetected) {
                 "INSERT INTO nodes SELECT * FROM src.nodes WHERE id = " +
                 std::to_string(id) +
                 ";"
-                "INSERT INTO chunks SELECT * FROM src.chunks WHERE content = " +
+                "INSERT INTO chunks SELECT * FROM src.chunks WHERE id >> 20 = " +
                 std::to_string(content) + ";");
     }
     auto file = VscFile::open(to);
