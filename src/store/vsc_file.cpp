@@ -65,7 +65,7 @@ void apply_pragmas(sql::Connection& db) {
     db.exec(
         "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;"
         "PRAGMA journal_size_limit=8388608; PRAGMA secure_delete=OFF;"
-        "PRAGMA mmap_size=268435456;");
+        "PRAGMA mmap_size=268435456; PRAGMA wal_autocheckpoint=32768;");
 }
 
 void set_header(sql::Connection& db, const std::string& key, std::int64_t value) {
@@ -221,6 +221,7 @@ public:
                 .run();
         }
         txn.commit();
+        file_->wrote();
     }
 
     bool read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) override {
@@ -397,7 +398,64 @@ std::filesystem::path VscFile::create(const std::filesystem::path& store, const 
 
 VscFile::VscFile(std::filesystem::path path) : path_(std::move(path)) {}
 
-VscFile::~VscFile() = default;
+VscFile::~VscFile() {
+    {
+        std::lock_guard lock(checkpoint_mutex_);
+        stopping_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+    if (unsaved_) {
+        try {
+            auto db = connection();
+            db->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        } catch (const Error&) {
+            // The WAL stays; SQLite replays it on the next open.
+        }
+    }
+}
+
+void VscFile::wrote() {
+    std::lock_guard lock(checkpoint_mutex_);
+    last_write_ = std::chrono::steady_clock::now();
+    unsaved_ = true;
+    if (!checkpoint_thread_.joinable()) checkpoint_thread_ = std::thread([this] { checkpointer(); });
+    checkpoint_cv_.notify_all();
+}
+
+void VscFile::checkpointer() {
+    constexpr auto kQuiet = std::chrono::milliseconds(300);
+    std::unique_lock lock(checkpoint_mutex_);
+    while (!stopping_) {
+        if (!unsaved_) {
+            checkpoint_cv_.wait(lock);
+            continue;
+        }
+        auto due = last_write_ + kQuiet;
+        if (std::chrono::steady_clock::now() < due) {
+            checkpoint_cv_.wait_until(lock, due);
+            continue;
+        }
+        unsaved_ = false;
+        lock.unlock();
+        try {
+            // PASSIVE never blocks readers or writers; what it cannot copy now waits.
+            auto db = connection();
+            auto st = db->prepare("PRAGMA wal_checkpoint(PASSIVE)");
+            bool complete = st.step() && st.integer(0) == 0 && st.integer(1) == st.integer(2);
+            if (!complete) {
+                std::lock_guard again(checkpoint_mutex_);
+                unsaved_ = true;
+                last_write_ = std::chrono::steady_clock::now();
+            }
+        } catch (const Error&) {
+            std::lock_guard again(checkpoint_mutex_);
+            unsaved_ = true;
+            last_write_ = std::chrono::steady_clock::now();
+        }
+        lock.lock();
+    }
+}
 
 std::shared_ptr<VscFile> VscFile::open(const std::filesystem::path& path) {
     struct stat st {};

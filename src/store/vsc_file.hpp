@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "crypto.hpp"
@@ -95,6 +96,8 @@ public:
     Lease connection();
     std::uint64_t allocate_id() { return next_id_.fetch_add(1); }
     std::mutex& write_mutex() { return write_mutex_; }
+    // Called after each committed write: wakes the background checkpointer.
+    void wrote();
 
 private:
     explicit VscFile(std::filesystem::path path);
@@ -110,6 +113,17 @@ private:
     std::mutex pool_mutex_;
     std::vector<std::unique_ptr<sql::Connection>> pool_;
     std::mutex write_mutex_;
+
+    // Copying the WAL back into the main file happens in the background once writes pause,
+    // not inside the commit that happens to cross a threshold: a large write then costs one
+    // pass over the disk on its critical path instead of two.
+    void checkpointer();
+    std::mutex checkpoint_mutex_;
+    std::condition_variable checkpoint_cv_;
+    std::chrono::steady_clock::time_point last_write_{};
+    bool unsaved_ = false;  // WAL frames not yet checkpointed
+    bool stopping_ = false;
+    std::thread checkpoint_thread_;
     std::atomic<std::uint64_t> next_id_{16};
 };
 

@@ -250,14 +250,6 @@ std::shared_ptr<AreaFs> Vfs::area_of(Vsc& vsc, Area area) {
     std::lock_guard lock(vsc.mutex);
     auto& fs = vsc.areas[slot];
     if (area != Area::Public) {
-        bool unlocked;
-        {
-            std::lock_guard g(mutex_);
-            unlocked = unlocked_[vsc.target()];
-        }
-        if (!unlocked)
-            throw Error(ErrorKind::Locked, vsc.target() + " is locked; unlock it with 'vscardctl unlock " +
-                                               vsc.target() + "'");
         auto now = std::chrono::steady_clock::now();
         if (fs && !fs->locked()) {
             if (now - vsc.last_touch > kTouchInterval) {
@@ -269,7 +261,19 @@ std::shared_ptr<AreaFs> Vfs::area_of(Vsc& vsc, Area area) {
             }
             return fs;
         }
-        std::optional<SecureBytes> password = options_.secrets->get(vsc.target());
+        // The agent is asked even when no unlock event has arrived yet: `vscardctl unlock`
+        // returns before the event reaches us, and the next command must find it unlocked.
+        std::optional<SecureBytes> password;
+        try {
+            password = options_.secrets->get(vsc.target());
+        } catch (const Error& e) {
+            if (e.kind() != ErrorKind::Unavailable) throw;
+            throw Error(ErrorKind::Locked, vsc.target() + " is locked: " + e.what());
+        }
+        if (password) {
+            std::lock_guard g(mutex_);
+            unlocked_[vsc.target()] = true;
+        }
         if (!password)
             throw Error(ErrorKind::Locked, vsc.target() + " is locked; unlock it with 'vscardctl unlock " +
                                                vsc.target() + "'");
