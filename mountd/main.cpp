@@ -105,7 +105,8 @@ int serve(const Options& opt, int report) {
     fuse_destroy(fuse);
     vfs.reset();
     log_line("unmounted " + opt.mountpoint);
-    return rc == 0 ? 0 : 1;
+    // A positive result is the signal (SIGTERM, SIGINT, SIGHUP) that ended the loop: a clean exit.
+    return rc >= 0 ? 0 : 1;
 }
 
 // Forks; the parent returns once the child reports the mount up, with its error otherwise.

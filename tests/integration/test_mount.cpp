@@ -2,6 +2,8 @@
 // real agent and vscardctl.
 #include <gtest/gtest.h>
 
+#include <csignal>
+
 #include "rig.hpp"
 
 namespace vscard::test {
@@ -330,6 +332,39 @@ err=$(as_nobody stat "$M/vsc" 2>&1 || true); [[ "$err" == *"Permission denied"* 
 )SH",
                     mnt);
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
+TEST_F(MountFixture, PasswordChangeKeepsDataAndTheMountWorking) {
+    rig.create_vsc("pw", "old-password");
+    auto mnt = rig.mount();
+    rig.unlock("pw", "old-password");
+    expect_ok(rig.sh(R"SH(
+P="$M/vsc/pw/private"
+echo kept > "$P/f"
+fails bash -c 'printf "wrong\nnew-password\n" | vscardctl passwd vsc/pw --password-stdin'
+printf 'old-password\nnew-password\n' | vscardctl passwd vsc/pw --password-stdin
+[ "$(cat "$P/f")" = kept ]                     # still unlocked: the agent got the new one
+vscardctl lock vsc/pw
+fails bash -c 'echo old-password | vscardctl unlock vsc/pw --password-stdin'
+echo new-password | vscardctl unlock vsc/pw --password-stdin
+[ "$(cat "$P/f")" = kept ]
+)SH",
+                     mnt));
+    auto check = rig.ctl({"check", "vsc/pw", "--password-stdin"}, "new-password\n");
+    EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+TEST_F(MountFixture, SigtermUnmountsCleanly) {
+    rig.create_vsc("term", "pw");
+    auto mnt = rig.mount();
+    expect_ok(rig.sh("echo data > \"$M/vsc/term/public/f\"", mnt));
+    Process& daemon = rig.daemon(mnt);
+    daemon.kill(SIGTERM);
+    ASSERT_TRUE(daemon.wait(10s));
+    EXPECT_EQ(daemon.exit_code(), 0) << read_text(rig.log("mnt"));
+    EXPECT_FALSE(is_mounted(mnt));
+    mnt = rig.mount({}, "again");
+    expect_ok(rig.sh("[ \"$(cat \"$M/vsc/term/public/f\")\" = data ]", mnt));
 }
 
 TEST_F(MountFixture, CommandLineContract) {
