@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
                    "$XDG_RUNTIME_DIR/vscard/agent.sock)");
     app.add_flag("--no-pcsc", opt.no_pcsc, "do not watch smart-card readers");
     app.add_flag("--debug", opt.debug, "log every FUSE request (implies -f)");
-    app.add_option("MOUNTPOINT", opt.mountpoint, "where to mount (e.g. ~/Cards)")->required();
+    app.add_option("MOUNTPOINT", opt.mountpoint, "where to mount (default: ~/Cards, created if missing)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -167,6 +167,13 @@ int main(int argc, char** argv) {
     init_secure_heap();
     harden();
     try {
+        if (opt.mountpoint.empty()) {
+            const char* home = std::getenv("HOME");
+            if (!home || !*home) throw Error(ErrorKind::Usage, "no MOUNTPOINT given and HOME is unset");
+            opt.mountpoint = std::string(home) + "/Cards";
+            std::error_code ec;
+            std::filesystem::create_directories(opt.mountpoint, ec);
+        }
         check_mountpoint(opt.mountpoint);
         if (opt.foreground || opt.debug) return serve(opt, -1);
         return daemonize_and_serve(opt);

@@ -2,8 +2,9 @@
 # Usage: source scripts/lib/deps.sh; install_packages pkg1 pkg2 ...
 
 BUILD_PACKAGES=(cmake g++ make pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
-                libkeyutils-dev libcli11-dev libgtest-dev)
-RUNTIME_TOOLS=(rsync tar diffutils findutils attr util-linux keyutils openssl sqlite3 procps psmisc)
+                libkeyutils-dev libcli11-dev libgtest-dev libpcsclite-dev)
+RUNTIME_TOOLS=(rsync tar diffutils findutils attr util-linux keyutils openssl sqlite3 procps psmisc gocryptfs
+               pcscd vsmartcard-vpcd opensc)
 
 install_packages() {
     local missing=()
