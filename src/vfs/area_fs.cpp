@@ -185,19 +185,26 @@ std::vector<std::pair<std::string, Attr>> AreaFs::readdir(const RelPath& path) {
     return out;
 }
 
+NodeRow AreaFs::new_row(NodeKind kind, std::uint64_t parent, const std::string& name,
+                        std::uint32_t mode, Timestamp now) {
+    NodeRow row;
+    row.id = store_->allocate_id();
+    row.meta.kind = kind;
+    row.meta.parent = parent;
+    row.meta.name = name;
+    row.meta.mode = mode & 07777;
+    row.meta.mtime = row.meta.ctime = now;
+    if (kind == NodeKind::File) row.meta.content = store_->allocate_id();
+    return row;
+}
+
 Attr AreaFs::mkdir(const RelPath& path, std::uint32_t mode) {
     Exclusive lock(tree_mutex_);
     check_unlocked();
     auto [pid, name] = resolve_parent(path);
     if (node(pid).children.count(name)) throw Error(ErrorKind::Exists, "file exists");
     Timestamp now = Timestamp::now();
-    NodeRow row;
-    row.id = store_->allocate_id();
-    row.meta.kind = NodeKind::Dir;
-    row.meta.parent = pid;
-    row.meta.name = name;
-    row.meta.mode = mode & 07777;
-    row.meta.mtime = row.meta.ctime = now;
+    NodeRow row = new_row(NodeKind::Dir, pid, name, mode, now);
     AreaChange change;
     change.upserts = {row};
     touch_dir(pid, now);
@@ -457,14 +464,7 @@ std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode
         return std::make_shared<OpenFile>(n.file, true);
     }
     Timestamp now = Timestamp::now();
-    NodeRow row;
-    row.id = store_->allocate_id();
-    row.meta.kind = NodeKind::File;
-    row.meta.parent = pid;
-    row.meta.name = name;
-    row.meta.mode = mode & 07777;
-    row.meta.mtime = row.meta.ctime = now;
-    row.meta.content = store_->allocate_id();
+    NodeRow row = new_row(NodeKind::File, pid, name, mode, now);
     // The row is written with the file's first commit (at the latest when it is closed): one
     // transaction per new file instead of two.
     touch_dir(pid, now);
@@ -734,14 +734,7 @@ void AreaFs::create_siblings(std::uint64_t id) {
     for (auto& [name, data] : policy_->siblings(n.meta.name, content)) {
         if (node(pid).children.count(name)) continue;
         Timestamp now = Timestamp::now();
-        NodeRow row;
-        row.id = store_->allocate_id();
-        row.meta.kind = NodeKind::File;
-        row.meta.parent = pid;
-        row.meta.name = name;
-        row.meta.mode = 0644;
-        row.meta.mtime = row.meta.ctime = now;
-        row.meta.content = store_->allocate_id();
+        NodeRow row = new_row(NodeKind::File, pid, name, 0644, now);
         row.meta.size = data.size();
         AreaChange change;
         change.upserts.push_back(row);

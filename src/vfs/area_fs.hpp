@@ -147,6 +147,8 @@ private:
     std::pair<std::uint64_t, std::string> resolve_parent(const RelPath& path);
     Attr attr_of(std::uint64_t id);
     NodeRow row_of(std::uint64_t id);  // meta with live file data (caller holds file mutex)
+    NodeRow new_row(NodeKind kind, std::uint64_t parent, const std::string& name,
+                    std::uint32_t mode, Timestamp now);
     void commit_meta(std::uint64_t id);
     // Folder times change with every entry; they ride along with the next change written.
     void touch_dir(std::uint64_t id, Timestamp now);

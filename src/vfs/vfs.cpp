@@ -58,6 +58,21 @@ std::optional<Area> area_named(const std::string& name) {
     return std::nullopt;
 }
 
+// Inode numbers: 24 bits of the VSC's uid, 4 bits of area, 36 bits of object id.
+constexpr std::uint64_t kNodeMask = (1ull << 36) - 1;
+
+VfsAttr vfs_attr(std::uint64_t ino, const Attr& a) {
+    VfsAttr v;
+    v.ino = ino;
+    v.dir = a.kind == NodeKind::Dir;
+    v.mode = a.mode;
+    v.size = a.size;
+    v.nlink = a.nlink;
+    v.mtime = a.mtime;
+    v.ctime = a.ctime;
+    return v;
+}
+
 VfsAttr synthetic_dir(std::uint64_t ino, std::uint32_t mode, Timestamp time) {
     VfsAttr a;
     a.ino = ino;
@@ -96,7 +111,7 @@ struct Vfs::Vsc {
     std::string target() const { return "vsc/" + name; }
     std::string prefix(Area area) const { return "/vsc/" + name + "/" + area_name(area); }
     std::uint64_t ino_of(int space, std::uint64_t id) const {
-        return (tag << 40) | (std::uint64_t(space) << 36) | (id & ((1ull << 36) - 1));
+        return (tag << 40) | (std::uint64_t(space) << 36) | (id & kNodeMask);
     }
 };
 
@@ -375,15 +390,7 @@ std::map<std::string, std::string> Vfs::id_files(Vsc& vsc) {
 }
 
 VfsAttr Vfs::attr(const Vsc& vsc, Area area, const Attr& a) {
-    VfsAttr v;
-    v.ino = vsc.ino_of(static_cast<int>(area), a.node);
-    v.dir = a.kind == NodeKind::Dir;
-    v.mode = a.mode;
-    v.size = a.size;
-    v.nlink = a.nlink;
-    v.mtime = a.mtime;
-    v.ctime = a.ctime;
-    return v;
+    return vfs_attr(vsc.ino_of(static_cast<int>(area), a.node), a);
 }
 
 VfsAttr Vfs::getattr(const std::string& path) {
@@ -559,14 +566,7 @@ VfsAttr Vfs::fgetattr(VfsHandle& h, const char* path) {
         return getattr(path);
     }
     Attr a = h.area->fgetattr(*h.file);
-    VfsAttr v;
-    v.ino = h.ino_base | (a.node & ((1ull << 36) - 1));
-    v.mode = a.mode;
-    v.size = a.size;
-    v.nlink = a.nlink;
-    v.mtime = a.mtime;
-    v.ctime = a.ctime;
-    return v;
+    return vfs_attr(h.ino_base | (a.node & kNodeMask), a);
 }
 
 void Vfs::flush(VfsHandle& h) {
