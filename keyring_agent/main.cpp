@@ -34,7 +34,7 @@ void harden() {
     ::setrlimit(RLIMIT_CORE, &none);
     if (::mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
         log_line(std::string("note: cannot lock all memory (mlockall: ") + std::strerror(errno) +
-            "); secret buffers are still locked one by one");
+                 "); secret buffers are still locked one by one");
 }
 
 int exit_signals_fd() {
@@ -60,9 +60,9 @@ int serve(const std::optional<std::string>& socket_opt, std::chrono::seconds idl
     try {
         harden();
         auto store = vscard::agent::make_store(choice);
-        log_line(std::string("version ") + vscard::kVersion + " listening on " + listener.path.string() +
-            (listener.activated ? " (socket activation)" : "") + ", idle timeout " +
-            std::to_string(idle.count()) + " s");
+        log_line(std::string("version ") + vscard::kVersion + " listening on " +
+                 listener.path.string() + (listener.activated ? " (socket activation)" : "") +
+                 ", idle timeout " + std::to_string(idle.count()) + " s");
         vscard::agent::Server server(listener.fd, signal_fd, std::move(store), idle);
         server.run();
     } catch (...) {

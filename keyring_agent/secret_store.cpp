@@ -28,7 +28,7 @@ unsigned kernel_timeout(std::chrono::seconds ttl) {
 }
 
 class KeyringStore : public SecretStore {
-  public:
+public:
     KeyringStore() {
         // A fresh anonymous session keyring: no other process shares it, and it dies with us.
         session_ = keyctl_join_session_keyring(nullptr);
@@ -113,14 +113,14 @@ class KeyringStore : public SecretStore {
         keyctl_clear(ring_);
     }
 
-  private:
+private:
     key_serial_t session_ = -1;
     key_serial_t ring_ = -1;
     std::map<std::string, key_serial_t> keys_;
 };
 
 class MemoryStore : public SecretStore {
-  public:
+public:
     std::string describe() const override { return "locked memory of the agent"; }
     void put(const std::string& target, ByteView secret, std::chrono::seconds) override {
         secrets_[target] = secure_copy(secret);  // the old value is wiped when freed
@@ -134,7 +134,7 @@ class MemoryStore : public SecretStore {
     void erase(const std::string& target) override { secrets_.erase(target); }
     void clear() override { secrets_.clear(); }
 
-  private:
+private:
     std::map<std::string, SecureBytes> secrets_;
 };
 
@@ -162,8 +162,8 @@ std::unique_ptr<SecretStore> make_store(StoreChoice choice) {
             throw Error(ErrorKind::Unavailable,
                         std::string("the kernel refuses keyrings here: ") + e.what());
         store = std::make_unique<MemoryStore>();
-        log_line("secret store: " + store->describe() + " (kernel keyring unavailable: " + e.what() +
-            ")");
+        log_line("secret store: " + store->describe() +
+                 " (kernel keyring unavailable: " + e.what() + ")");
         return store;
     }
     log_line("secret store: " + store->describe());

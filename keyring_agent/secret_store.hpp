@@ -13,7 +13,7 @@
 namespace vscard::agent {
 
 class SecretStore {
-  public:
+public:
     virtual ~SecretStore() = default;
     virtual std::string describe() const = 0;
     // Stores or replaces TARGET's secret; TTL bounds how long the store may keep it.

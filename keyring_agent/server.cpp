@@ -73,8 +73,9 @@ void Server::run() {
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo info{};
             if (::read(signal_fd_, &info, sizeof info) == sizeof info) {
-                log_line(std::string("received SIG") + sigabbrev_np(static_cast<int>(info.ssi_signo)) +
-                    ": wiping secrets and exiting");
+                log_line(std::string("received SIG") +
+                         sigabbrev_np(static_cast<int>(info.ssi_signo)) +
+                         ": wiping secrets and exiting");
                 stop_ = true;
                 break;
             }
@@ -142,8 +143,8 @@ void Server::accept_clients(std::int64_t now) {
         }
         if (cred.uid != ::geteuid()) {
             log_line("refused a client of uid " + std::to_string(cred.uid) + " (pid " +
-                std::to_string(cred.pid) + "): only uid " + std::to_string(::geteuid()) +
-                " may use this agent");
+                     std::to_string(cred.pid) + "): only uid " + std::to_string(::geteuid()) +
+                     " may use this agent");
             ::close(fd);
             continue;
         }
@@ -224,7 +225,8 @@ void Server::broadcast(const std::string& target, bool unlocked) {
         if (!c->watching || c->dead) continue;
         send(*c, ev);
         if (c->out.size() - c->out_pos > kMaxWatcherBacklog) {
-            log_line("dropping watcher pid " + std::to_string(c->pid) + ": it does not read events");
+            log_line("dropping watcher pid " + std::to_string(c->pid) +
+                     ": it does not read events");
             c->dead = true;
         }
     }

@@ -16,7 +16,7 @@
 namespace vscard::agent {
 
 class Server {
-  public:
+public:
     // LISTEN_FD: non-blocking listening socket; SIGNAL_FD: signalfd for the exit signals.
     Server(int listen_fd, int signal_fd, std::unique_ptr<SecretStore> store,
            std::chrono::seconds idle_timeout);
@@ -27,7 +27,7 @@ class Server {
     // Serves until a signal arrives on SIGNAL_FD, then wipes every secret.
     void run();
 
-  private:
+private:
     struct Entry {
         std::chrono::seconds period;  // the PUT timeout, or the agent's idle timeout
         std::int64_t deadline_ms;     // CLOCK_BOOTTIME, so time asleep counts

@@ -15,8 +15,12 @@
 namespace vscard::mountd {
 namespace {
 
-Vfs& vfs() { return *static_cast<Vfs*>(fuse_get_context()->private_data); }
-VfsHandle& handle(fuse_file_info* fi) { return *reinterpret_cast<VfsHandle*>(fi->fh); }
+Vfs& vfs() {
+    return *static_cast<Vfs*>(fuse_get_context()->private_data);
+}
+VfsHandle& handle(fuse_file_info* fi) {
+    return *reinterpret_cast<VfsHandle*>(fi->fh);
+}
 
 // Every callback runs through here: typed errors become their errno, anything else EIO
 // with a line in the log, so no exception ever crosses into libfuse.
@@ -38,7 +42,9 @@ int guard(const char* op, const char* path, F&& f) {
     }
 }
 
-timespec to_timespec(Timestamp t) { return {static_cast<time_t>(t.sec), static_cast<long>(t.nsec)}; }
+timespec to_timespec(Timestamp t) {
+    return {static_cast<time_t>(t.sec), static_cast<long>(t.nsec)};
+}
 
 void fill_stat(const VfsAttr& a, struct stat* st) {
     std::memset(st, 0, sizeof *st);
@@ -70,7 +76,9 @@ void* op_init(fuse_conn_info* conn, fuse_config* cfg) {
     return fuse_get_context()->private_data;
 }
 
-void op_destroy(void* data) { static_cast<Vfs*>(data)->shutdown(); }
+void op_destroy(void* data) {
+    static_cast<Vfs*>(data)->shutdown();
+}
 
 int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
     return guard("getattr", path, [&] {
@@ -157,8 +165,10 @@ int op_chown(const char* path, uid_t uid, gid_t gid, fuse_file_info*) {
 int op_truncate(const char* path, off_t size, fuse_file_info* fi) {
     return guard("truncate", path, [&] {
         if (size < 0) return -EINVAL;
-        if (fi) vfs().ftruncate(handle(fi), static_cast<std::uint64_t>(size));
-        else vfs().truncate(path, static_cast<std::uint64_t>(size));
+        if (fi)
+            vfs().ftruncate(handle(fi), static_cast<std::uint64_t>(size));
+        else
+            vfs().truncate(path, static_cast<std::uint64_t>(size));
         return 0;
     });
 }
@@ -200,8 +210,7 @@ int op_create(const char* path, mode_t mode, fuse_file_info* fi) {
 
 int op_read(const char* path, char* buf, size_t size, off_t off, fuse_file_info* fi) {
     return guard("read", path, [&] {
-        return static_cast<int>(
-            vfs().read(handle(fi), static_cast<std::uint64_t>(off), size, buf));
+        return static_cast<int>(vfs().read(handle(fi), static_cast<std::uint64_t>(off), size, buf));
     });
 }
 

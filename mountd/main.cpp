@@ -90,7 +90,8 @@ int serve(const Options& opt, int report) {
     int rc;
     {
         mountd::Invalidator invalidator(fuse);
-        vfs->set_invalidator([&](const std::vector<std::string>& paths) { invalidator.push(paths); });
+        vfs->set_invalidator(
+            [&](const std::vector<std::string>& paths) { invalidator.push(paths); });
         log_line("serving store " + store + " on " + opt.mountpoint);
         send("ok\n");
         fuse_loop_config* config = fuse_loop_cfg_create();
@@ -155,7 +156,8 @@ int main(int argc, char** argv) {
                    "$XDG_RUNTIME_DIR/vscard/agent.sock)");
     app.add_flag("--no-pcsc", opt.no_pcsc, "do not watch smart-card readers");
     app.add_flag("--debug", opt.debug, "log every FUSE request (implies -f)");
-    app.add_option("MOUNTPOINT", opt.mountpoint, "where to mount (default: ~/Cards, created if missing)");
+    app.add_option("MOUNTPOINT", opt.mountpoint,
+                   "where to mount (default: ~/Cards, created if missing)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -169,7 +171,8 @@ int main(int argc, char** argv) {
     try {
         if (opt.mountpoint.empty()) {
             const char* home = std::getenv("HOME");
-            if (!home || !*home) throw Error(ErrorKind::Usage, "no MOUNTPOINT given and HOME is unset");
+            if (!home || !*home)
+                throw Error(ErrorKind::Usage, "no MOUNTPOINT given and HOME is unset");
             opt.mountpoint = std::string(home) + "/Cards";
             std::error_code ec;
             std::filesystem::create_directories(opt.mountpoint, ec);

@@ -22,7 +22,7 @@ constexpr int kReplyTimeoutSeconds = 5;
 constexpr int kReconnectMillis = 1000;
 
 class Fd {
-  public:
+public:
     explicit Fd(int fd = -1) : fd_(fd) {}
     ~Fd() {
         if (fd_ >= 0) ::close(fd_);
@@ -31,7 +31,7 @@ class Fd {
     Fd& operator=(const Fd&) = delete;
     int get() const { return fd_; }
 
-  private:
+private:
     int fd_;
 };
 

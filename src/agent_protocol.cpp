@@ -19,7 +19,7 @@ std::uint32_t load_be32(const std::uint8_t* p) {
 }
 
 class Writer {
-  public:
+public:
     explicit Writer(SecureBytes& out) : out_(out) {}
     void u8(std::uint8_t v) { out_.push_back(v); }
     void u32(std::uint32_t v) {
@@ -32,12 +32,12 @@ class Writer {
     }
     void str(const std::string& s) { bytes(view_of(s)); }
 
-  private:
+private:
     SecureBytes& out_;
 };
 
 class Reader {
-  public:
+public:
     explicit Reader(ByteView in) : in_(in) {}
     std::uint8_t u8() {
         need(1, "byte");
@@ -68,7 +68,7 @@ class Reader {
             throw Error(ErrorKind::Invalid, "agent message: trailing bytes after the fields");
     }
 
-  private:
+private:
     void need(std::size_t n, const char* what) const {
         if (remaining() < n)
             throw Error(ErrorKind::Invalid, std::string("agent message: truncated ") + what);

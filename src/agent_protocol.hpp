@@ -98,7 +98,7 @@ Message decode(ByteView payload);
 // Collects bytes from a stream and cuts them into frame payloads. Reads go straight into the
 // locked buffer (space/commit), so a secret never passes through an ordinary buffer.
 class FrameDecoder {
-  public:
+public:
     // Room for the next read; never empty. Call commit(n) with the number of bytes read.
     std::span<std::uint8_t> space();
     void commit(std::size_t n);
@@ -108,7 +108,7 @@ class FrameDecoder {
     std::optional<SecureBytes> next();
     std::size_t buffered() const { return used_; }
 
-  private:
+private:
     std::size_t wanted() const;
     SecureBytes buf_;
     std::size_t used_ = 0;

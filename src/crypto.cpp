@@ -80,12 +80,10 @@ SecureBytes scrypt(ByteView password, const ScryptParams& params, std::size_t ou
     // scrypt needs 128*N*r bytes; allow it explicitly (OpenSSL's default cap is 32 MiB).
     uint64_t maxmem = 128 * n * r * 2 + (1u << 20);
     OSSL_PARAM ps[] = {
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD,
-                                          const_cast<std::uint8_t*>(password.data()),
-                                          password.size()),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-                                          const_cast<std::uint8_t*>(params.salt.data()),
-                                          params.salt.size()),
+        OSSL_PARAM_construct_octet_string(
+            OSSL_KDF_PARAM_PASSWORD, const_cast<std::uint8_t*>(password.data()), password.size()),
+        OSSL_PARAM_construct_octet_string(
+            OSSL_KDF_PARAM_SALT, const_cast<std::uint8_t*>(params.salt.data()), params.salt.size()),
         OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
         OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
         OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
@@ -119,13 +117,12 @@ ScryptParams tune_scrypt(std::chrono::milliseconds target) {
 SecureBytes hkdf(ByteView key, std::string_view info, std::size_t out_len) {
     auto ctx = kdf_ctx("HKDF");
     char digest[] = "SHA256";
-    OSSL_PARAM ps[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(key.data()),
-                                          key.size()),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()),
-                                          info.size()),
-        OSSL_PARAM_construct_end()};
+    OSSL_PARAM ps[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+                       OSSL_PARAM_construct_octet_string(
+                           OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(key.data()), key.size()),
+                       OSSL_PARAM_construct_octet_string(
+                           OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()), info.size()),
+                       OSSL_PARAM_construct_end()};
     SecureBytes out(out_len);
     if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), ps) != 1) fail("HKDF derivation");
     return out;
@@ -141,14 +138,13 @@ void seal_append(ByteView key, ByteView plaintext, ByteView aad, Bytes& out) {
     CipherCtx ctx(EVP_CIPHER_CTX_new());
     int len = 0;
     if (!ctx || EVP_EncryptInit_ex2(ctx.get(), aes_gcm(), key.data(), nonce, nullptr) != 1 ||
-        (!aad.empty() &&
-         EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) !=
-             1) ||
+        (!aad.empty() && EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(),
+                                           static_cast<int>(aad.size())) != 1) ||
         (!plaintext.empty() && EVP_EncryptUpdate(ctx.get(), body, &len, plaintext.data(),
                                                  static_cast<int>(plaintext.size())) != 1) ||
         EVP_EncryptFinal_ex(ctx.get(), body + plaintext.size(), &len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize,
-                            body + plaintext.size()) != 1)
+        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, body + plaintext.size()) !=
+            1)
         fail("AES-256-GCM encryption");
 }
 

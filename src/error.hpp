@@ -8,26 +8,26 @@
 namespace vscard {
 
 enum class ErrorKind {
-    NotFound,        // ENOENT
-    Exists,          // EEXIST
-    Locked,          // EACCES: private area locked, or no access
-    ReadOnly,        // EROFS
-    NoSpace,         // ENOSPC
-    TooBig,          // EFBIG
-    Busy,            // EBUSY
-    CrossDevice,     // EXDEV
-    Io,              // EIO: medium failed mid-operation
-    NameTooLong,     // ENAMETOOLONG
-    Invalid,         // EINVAL: bad argument or content
-    NotDirectory,    // ENOTDIR
-    IsDirectory,     // EISDIR
-    NotEmpty,        // ENOTEMPTY
-    NoAttribute,     // ENODATA
-    NotSupported,    // ENOTSUP
-    WrongPassword,   // EACCES, but reported as such to the user
-    Corrupt,         // EIO: a store file that fails validation
-    Unavailable,     // a service (agent, pcscd) cannot be reached
-    Usage,           // bad command line
+    NotFound,       // ENOENT
+    Exists,         // EEXIST
+    Locked,         // EACCES: private area locked, or no access
+    ReadOnly,       // EROFS
+    NoSpace,        // ENOSPC
+    TooBig,         // EFBIG
+    Busy,           // EBUSY
+    CrossDevice,    // EXDEV
+    Io,             // EIO: medium failed mid-operation
+    NameTooLong,    // ENAMETOOLONG
+    Invalid,        // EINVAL: bad argument or content
+    NotDirectory,   // ENOTDIR
+    IsDirectory,    // EISDIR
+    NotEmpty,       // ENOTEMPTY
+    NoAttribute,    // ENODATA
+    NotSupported,   // ENOTSUP
+    WrongPassword,  // EACCES, but reported as such to the user
+    Corrupt,        // EIO: a store file that fails validation
+    Unavailable,    // a service (agent, pcscd) cannot be reached
+    Usage,          // bad command line
 };
 
 int errno_of(ErrorKind kind);

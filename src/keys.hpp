@@ -18,9 +18,9 @@ enum class ContentKind {
 ContentKind classify(ByteView content);
 
 struct KeyEntry {
-    Bytes envelope;          // the bytes a read of the entry returns; stable across reads
-    std::string public_pem;  // content of NAME.pub
-    std::string description; // e.g. "RSA 2048", "EC P-256"
+    Bytes envelope;           // the bytes a read of the entry returns; stable across reads
+    std::string public_pem;   // content of NAME.pub
+    std::string description;  // e.g. "RSA 2048", "EC P-256"
 };
 
 // Imports a PEM or DER private key (PKCS#8, PKCS#1 RSA or SEC1 EC; RSA 2048+ or EC

@@ -53,12 +53,18 @@ std::chrono::milliseconds parse_duration_ms(const std::string& text) {
     }
     std::string unit = text.substr(used);
     unsigned long long factor = 0;  // milliseconds per unit
-    if (unit == "ms") factor = 1;
-    else if (unit.empty() || unit == "s") factor = 1000;
-    else if (unit == "m" || unit == "min") factor = 60'000;
-    else if (unit == "h") factor = 3'600'000;
-    else if (unit == "d") factor = 86'400'000;
-    else throw Error(ErrorKind::Usage, "bad duration '" + text + "': " + forms);
+    if (unit == "ms")
+        factor = 1;
+    else if (unit.empty() || unit == "s")
+        factor = 1000;
+    else if (unit == "m" || unit == "min")
+        factor = 60'000;
+    else if (unit == "h")
+        factor = 3'600'000;
+    else if (unit == "d")
+        factor = 86'400'000;
+    else
+        throw Error(ErrorKind::Usage, "bad duration '" + text + "': " + forms);
     if (value > 100ull * 365 * 86'400'000 / factor)
         throw Error(ErrorKind::Usage, "duration '" + text + "' is too long");
     return std::chrono::milliseconds(value * factor);
@@ -78,10 +84,10 @@ void ensure_private_dir(const std::filesystem::path& dir) {
     }
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0) throw system_error("cannot access " + dir.string());
-    if (!S_ISDIR(st.st_mode))
-        throw Error(ErrorKind::Invalid, dir.string() + " is not a directory");
+    if (!S_ISDIR(st.st_mode)) throw Error(ErrorKind::Invalid, dir.string() + " is not a directory");
     if (st.st_uid != getuid())
-        throw Error(ErrorKind::Locked, dir.string() + " belongs to another user; use a directory of your own");
+        throw Error(ErrorKind::Locked,
+                    dir.string() + " belongs to another user; use a directory of your own");
     if ((st.st_mode & 077) != 0 && ::chmod(dir.c_str(), st.st_mode & 0700) != 0)
         throw system_error("cannot make " + dir.string() + " private (chmod 700)");
 }

@@ -1,16 +1,15 @@
 #pragma once
 // Byte buffers for secrets and for plaintext, wiped with OPENSSL_cleanse before they are
 // freed (also when a vector grows).
+#include <openssl/crypto.h>
+
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <span>
 #include <string_view>
 #include <vector>
-
-#include <openssl/crypto.h>
-
-#include <memory>
 
 namespace vscard {
 
@@ -34,8 +33,10 @@ struct SecureAllocator {
         return static_cast<T*>(p);
     }
     void deallocate(T* p, std::size_t n) noexcept {
-        if (CRYPTO_secure_allocated(p)) CRYPTO_secure_clear_free(p, n * sizeof(T), nullptr, 0);
-        else OPENSSL_clear_free(p, n * sizeof(T));
+        if (CRYPTO_secure_allocated(p))
+            CRYPTO_secure_clear_free(p, n * sizeof(T), nullptr, 0);
+        else
+            OPENSSL_clear_free(p, n * sizeof(T));
     }
     template <typename U>
     bool operator==(const SecureAllocator<U>&) const noexcept {
@@ -65,12 +66,16 @@ struct WipingAllocator {
 };
 
 // Sets up the secure heap; call once at the start of every program that handles secrets.
-inline void init_secure_heap() { CRYPTO_secure_malloc_init(1 << 20, 32); }
+inline void init_secure_heap() {
+    CRYPTO_secure_malloc_init(1 << 20, 32);
+}
 
 using SecureBytes = std::vector<std::uint8_t, SecureAllocator<std::uint8_t>>;
 using WipedBytes = std::vector<std::uint8_t, WipingAllocator<std::uint8_t>>;
 
-inline SecureBytes secure_copy(ByteView v) { return SecureBytes(v.begin(), v.end()); }
+inline SecureBytes secure_copy(ByteView v) {
+    return SecureBytes(v.begin(), v.end());
+}
 inline SecureBytes secure_from(std::string_view s) {
     return SecureBytes(reinterpret_cast<const std::uint8_t*>(s.data()),
                        reinterpret_cast<const std::uint8_t*>(s.data()) + s.size());

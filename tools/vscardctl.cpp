@@ -39,9 +39,11 @@ std::string vsc_name_of(const std::string& target) {
         return name;
     }
     if (target.rfind("card/", 0) == 0)
-        throw Error(ErrorKind::Usage, "'" + target + "': real cards are not supported by this "
-                                      "version; use a VSC target, vsc/NAME");
-    throw Error(ErrorKind::Usage, "'" + target + "' is not a target; use vsc/NAME (see 'vscardctl list')");
+        throw Error(ErrorKind::Usage, "'" + target +
+                                          "': real cards are not supported by this "
+                                          "version; use a VSC target, vsc/NAME");
+    throw Error(ErrorKind::Usage,
+                "'" + target + "' is not a target; use vsc/NAME (see 'vscardctl list')");
 }
 
 std::shared_ptr<VscFile> open_vsc(const Common& c, const std::string& name) {
@@ -89,7 +91,8 @@ int cmd_create(const Common& c, const std::string& name, bool pw_stdin,
     VscFile::validate_name(name);
     auto store = store_dir(c.store);
     if (std::filesystem::exists(VscFile::path_for(store, name)))
-        throw Error(ErrorKind::Exists, "a VSC named '" + name + "' already exists; pick another name");
+        throw Error(ErrorKind::Exists,
+                    "a VSC named '" + name + "' already exists; pick another name");
     SecureBytes pw = read_password(pw_stdin, "Password for the new VSC " + name + ": ", true);
     VscFile::CreateOptions options;
     options.kdf_target = parse_duration_ms(kdf_target);
@@ -105,7 +108,8 @@ int cmd_list(const Common& c) {
     auto unlocked = unlocked_targets(c);
     auto names = vsc_names(store);
     if (names.empty()) {
-        std::cout << "no VSC in " << store.string() << "; create one with 'vscardctl create NAME'\n";
+        std::cout << "no VSC in " << store.string()
+                  << "; create one with 'vscardctl create NAME'\n";
         return 0;
     }
     for (const auto& name : names) {
@@ -132,9 +136,10 @@ int cmd_unlock(const Common& c, const std::string& target, bool pw_stdin,
     AgentClient agent(agent_socket(c.agent));
     auto file = open_vsc(c, name);
     if (!agent.reachable())
-        throw Error(ErrorKind::Unavailable,
-                    "cannot reach vscard-agent at " + agent.socket().string() +
-                        "; start it with 'vscard-agent &' or 'systemctl --user start vscard-agent.socket'");
+        throw Error(
+            ErrorKind::Unavailable,
+            "cannot reach vscard-agent at " + agent.socket().string() +
+                "; start it with 'vscard-agent &' or 'systemctl --user start vscard-agent.socket'");
     SecureBytes pw = read_password(pw_stdin, "Password for vsc/" + name + ": ", false);
     try {
         file->unlock(pw);  // verified here so a wrong password never reaches the agent
@@ -220,8 +225,7 @@ int cmd_check(const Common& c, const std::string& target, bool pw_stdin) {
     IntegrityReport report = file->check(keys ? &*keys : nullptr);
     std::cout << "vsc/" << name << ": " << report.nodes_checked << " objects, "
               << report.chunks_checked << " data blocks checked"
-              << (keys ? "" : " (public area only: unlock it to check private and secret)")
-              << "\n";
+              << (keys ? "" : " (public area only: unlock it to check private and secret)") << "\n";
     for (auto& p : report.problems) std::cout << "problem: " << p << "\n";
     if (!report.ok())
         throw Error(ErrorKind::Corrupt, "vsc/" + name + " failed its integrity check");
@@ -241,10 +245,12 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("vscardctl ") + kVersion);
     app.require_subcommand(1);
     Common c;
-    app.add_option("--store", c.store, "VSC store folder (default: $VSCARD_STORE, else "
-                                       "$XDG_DATA_HOME/vscard, else ~/.local/share/vscard)");
-    app.add_option("--agent", c.agent, "vscard-agent socket (default: $VSCARD_AGENT, else "
-                                       "$XDG_RUNTIME_DIR/vscard/agent.sock)");
+    app.add_option("--store", c.store,
+                   "VSC store folder (default: $VSCARD_STORE, else "
+                   "$XDG_DATA_HOME/vscard, else ~/.local/share/vscard)");
+    app.add_option("--agent", c.agent,
+                   "vscard-agent socket (default: $VSCARD_AGENT, else "
+                   "$XDG_RUNTIME_DIR/vscard/agent.sock)");
 
     std::string name, target;
     std::optional<std::string> opt_target, timeout;
@@ -254,9 +260,10 @@ int main(int argc, char** argv) {
     auto* create = app.add_subcommand("create", "create a new VSC named NAME");
     create->add_option("NAME", name, "name of the VSC (letters, digits, . _ -)")->required();
     create->add_flag("--password-stdin", pw_stdin, "read the password from standard input");
-    create->add_option("--kdf-target", kdf_target,
-                       "how long deriving the key from the password takes on this machine; "
-                       "longer resists guessing better")
+    create
+        ->add_option("--kdf-target", kdf_target,
+                     "how long deriving the key from the password takes on this machine; "
+                     "longer resists guessing better")
         ->capture_default_str();
 
     auto* list = app.add_subcommand("list", "list the VSCs of the store");

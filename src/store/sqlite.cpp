@@ -26,8 +26,8 @@ Statement& Statement::bind(int index, ByteView blob) {
 }
 
 Statement& Statement::bind(int index, const std::string& text) {
-    int rc = sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_STATIC,
-                                 SQLITE_UTF8);
+    int rc =
+        sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
     if (rc != SQLITE_OK) db_.fail(rc, "bind");
     return *this;
 }
@@ -39,7 +39,9 @@ bool Statement::step() {
     db_.fail(rc, "query");
 }
 
-std::int64_t Statement::integer(int column) { return sqlite3_column_int64(stmt_, column); }
+std::int64_t Statement::integer(int column) {
+    return sqlite3_column_int64(stmt_, column);
+}
 
 ByteView Statement::blob(int column) {
     const void* p = sqlite3_column_blob(stmt_, column);
@@ -94,9 +96,8 @@ void Connection::fail(int rc, const std::string& what) {
     switch (rc & 0xff) {
         case SQLITE_CORRUPT:
         case SQLITE_NOTADB:
-            throw Error(ErrorKind::Corrupt,
-                        file + " is damaged or not a vscard file (" + detail +
-                            "); restore it from a backup, or remove it");
+            throw Error(ErrorKind::Corrupt, file + " is damaged or not a vscard file (" + detail +
+                                                "); restore it from a backup, or remove it");
         case SQLITE_FULL:
             throw Error(ErrorKind::NoSpace, file + ": the disk is full; free some space");
         case SQLITE_READONLY:
@@ -112,7 +113,9 @@ void Connection::fail(int rc, const std::string& what) {
     }
 }
 
-Transaction::Transaction(Connection& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Connection& db) : db_(db) {
+    db_.exec("BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
     if (!done_) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);

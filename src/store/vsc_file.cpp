@@ -22,7 +22,9 @@ const std::string kChunkAad = "vscard-chunk-v1";
 const std::string kSecretStorageInfo = "vscard secret area storage v1";
 
 constexpr std::uint64_t kRootIds[] = {1, 2, 3};  // public, private, secret
-std::uint64_t root_id(Area area) { return kRootIds[static_cast<int>(area) - 1]; }
+std::uint64_t root_id(Area area) {
+    return kRootIds[static_cast<int>(area) - 1];
+}
 
 std::int64_t chunk_key(std::uint64_t content, std::uint64_t index) {
     if (content >= (1ull << 43) || index >= kMaxChunksPerFile)
@@ -94,7 +96,8 @@ HeaderValue get_header(sql::Connection& db, const std::string& key) {
     HeaderValue v;
     if (st.step()) {
         v.present = true;
-        if (st.integer(1)) v.integer = st.integer(0);
+        if (st.integer(1))
+            v.integer = st.integer(0);
         else {
             ByteView b = st.blob(0);
             v.blob.assign(b.begin(), b.end());
@@ -167,9 +170,10 @@ public:
             ByteView stored = st.blob(1);
             if (key_) {
                 auto plain = crypto::open(*key_, stored, node_aad(file_->uid(), area_, row.id));
-                if (!plain) corrupt(file_->path(), "is damaged: object " + std::to_string(row.id) +
-                                                       " of the " + area_name(area_) +
-                                                       " area fails authentication");
+                if (!plain)
+                    corrupt(file_->path(), "is damaged: object " + std::to_string(row.id) +
+                                               " of the " + area_name(area_) +
+                                               " area fails authentication");
                 row.meta = parse_meta(*plain, row.id);
             } else {
                 row.meta = parse_meta(stored, row.id);
@@ -278,8 +282,8 @@ private:
         try {
             return NodeMeta::parse(plain);
         } catch (const Error& e) {
-            corrupt(file_->path(), std::string("is damaged: object ") + std::to_string(id) + ": " +
-                                       e.what());
+            corrupt(file_->path(),
+                    std::string("is damaged: object ") + std::to_string(id) + ": " + e.what());
         }
     }
 
@@ -330,8 +334,8 @@ std::filesystem::path VscFile::create(const std::filesystem::path& store, const 
     ensure_private_dir(store);
     const auto final_path = path_for(store, name);
     if (std::filesystem::exists(final_path))
-        throw Error(ErrorKind::Exists, "a VSC named '" + name + "' already exists (" +
-                                           final_path.string() + ")");
+        throw Error(ErrorKind::Exists,
+                    "a VSC named '" + name + "' already exists (" + final_path.string() + ")");
 
     Bytes tag = crypto::random(6);
     const auto temp_path = store / ("." + name + ".vsc.creating-" + crypto::hex(tag));
@@ -342,7 +346,8 @@ std::filesystem::path VscFile::create(const std::filesystem::path& store, const 
     try {
         VscKeys keys{crypto::random_key(),
                      options.family_key ? *options.family_key : crypto::random_key()};
-        crypto::ScryptParams kdf = options.kdf ? *options.kdf : crypto::tune_scrypt(options.kdf_target);
+        crypto::ScryptParams kdf =
+            options.kdf ? *options.kdf : crypto::tune_scrypt(options.kdf_target);
         Bytes uid = crypto::random(kUidSize);
         {
             sql::Connection db(temp_path, false);
@@ -362,7 +367,8 @@ std::filesystem::path VscFile::create(const std::filesystem::path& store, const 
             set_header(db, "uid", uid);
             set_header(db, "name", view_of(name));
             set_header(db, "created", Timestamp::now().sec);
-            if (options.assigned_card) set_header(db, "assigned_card", view_of(*options.assigned_card));
+            if (options.assigned_card)
+                set_header(db, "assigned_card", view_of(*options.assigned_card));
             write_wrapped_keys(db, uid, password, kdf, keys);
             txn.commit();
             db.exec("PRAGMA journal_mode=WAL");
@@ -419,7 +425,8 @@ void VscFile::wrote() {
     std::lock_guard lock(checkpoint_mutex_);
     last_write_ = std::chrono::steady_clock::now();
     unsaved_ = true;
-    if (!checkpoint_thread_.joinable()) checkpoint_thread_ = std::thread([this] { checkpointer(); });
+    if (!checkpoint_thread_.joinable())
+        checkpoint_thread_ = std::thread([this] { checkpointer(); });
     checkpoint_cv_.notify_all();
 }
 
@@ -460,8 +467,7 @@ void VscFile::checkpointer() {
 std::shared_ptr<VscFile> VscFile::open(const std::filesystem::path& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
-        if (errno == ENOENT)
-            throw Error(ErrorKind::NotFound, path.string() + " does not exist");
+        if (errno == ENOENT) throw Error(ErrorKind::NotFound, path.string() + " does not exist");
         throw system_error("cannot open " + path.string());
     }
     if (!S_ISREG(st.st_mode)) corrupt(path, "is not a regular file");
@@ -469,7 +475,8 @@ std::shared_ptr<VscFile> VscFile::open(const std::filesystem::path& path) {
         throw Error(ErrorKind::Locked, path.string() + " belongs to uid " +
                                            std::to_string(st.st_uid) +
                                            ", not to you; vscard only opens your own VSC files");
-    if (st.st_size == 0) corrupt(path, "is empty (truncated); restore it from a backup, or remove it");
+    if (st.st_size == 0)
+        corrupt(path, "is empty (truncated); restore it from a backup, or remove it");
     std::shared_ptr<VscFile> file(new VscFile(path));
     file->load_header();
     return file;
@@ -550,8 +557,7 @@ VscKeys VscFile::unlock(ByteView password) const {
     Bytes wrapped = require_header(*db, "keys.wrapped").blob;
     SecureBytes kek = crypto::scrypt(password, kdf, crypto::kKeySize);
     auto both = crypto::open(kek, wrapped, keys_aad(uid_));
-    if (!both)
-        throw Error(ErrorKind::WrongPassword, "wrong password for vsc/" + name_);
+    if (!both) throw Error(ErrorKind::WrongPassword, "wrong password for vsc/" + name_);
     if (both->size() != 2 * crypto::kKeySize) corrupt(path_, "is damaged: bad key block");
     VscKeys keys;
     keys.private_key.assign(both->begin(), both->begin() + crypto::kKeySize);
@@ -625,7 +631,8 @@ IntegrityReport VscFile::check(const VscKeys* keys) {
                 }
             }
             if (!has_root)
-                report.problems.push_back(std::string(area_name(area)) + ": the area root is missing");
+                report.problems.push_back(std::string(area_name(area)) +
+                                          ": the area root is missing");
         } catch (const Error& e) {
             report.problems.push_back(std::string(area_name(area)) + ": " + e.what());
         }

@@ -41,7 +41,7 @@ public:
         std::optional<std::string> assigned_card;
         std::chrono::milliseconds kdf_target{250};
         std::optional<crypto::ScryptParams> kdf;  // fixed parameters (tests), else tuned
-        std::optional<SecureBytes> family_key;   // shared with the assigned card, else random
+        std::optional<SecureBytes> family_key;    // shared with the assigned card, else random
     };
 
     // NAME: letters, digits, '.', '_', '-', not starting with '.', at most 64 bytes.

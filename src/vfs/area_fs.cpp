@@ -24,7 +24,9 @@ bool has_pending(const FileData& f) {
 }  // namespace
 
 AreaFs::AreaFs(std::shared_ptr<AreaStore> store, Area area, std::shared_ptr<ContentPolicy> policy)
-    : store_(std::move(store)), area_(area), policy_(std::move(policy)),
+    : store_(std::move(store)),
+      area_(area),
+      policy_(std::move(policy)),
       chunk_size_(store_->chunk_size()) {
     load();
 }
@@ -294,7 +296,7 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
     moved.meta.ctime = now;
     change.upserts.push_back(moved);
     bool dst_open = false;
-    std::shared_ptr<FileData> dst_file;  // outlives the node erased below
+    std::shared_ptr<FileData> dst_file;     // outlives the node erased below
     std::unique_lock<std::mutex> dst_lock;  // as in unlink(): held until the orphan flag is set
     if (dst) {
         change.deleted_nodes.push_back(*dst);
@@ -480,8 +482,7 @@ std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode
 }
 
 void AreaFs::check_size(std::uint64_t size) const {
-    if (size > chunk_size_ * kMaxChunksPerFile ||
-        (policy_ && size > policy_->max_file_size()))
+    if (size > chunk_size_ * kMaxChunksPerFile || (policy_ && size > policy_->max_file_size()))
         throw Error(ErrorKind::TooBig, "file too large for this area");
 }
 
@@ -640,7 +641,7 @@ void AreaFs::commit_locked(FileData& f) {
             std::size_t n = std::min(chunk_size_, content.size() - start);
             f.dirty.emplace(start / chunk_size_,
                             WipedBytes(content.begin() + static_cast<std::ptrdiff_t>(start),
-                                        content.begin() + static_cast<std::ptrdiff_t>(start + n)));
+                                       content.begin() + static_cast<std::ptrdiff_t>(start + n)));
         }
         f.drop_from = 0;
         f.size = content.size();
@@ -652,7 +653,8 @@ void AreaFs::commit_locked(FileData& f) {
     row.meta.content = f.content;
     change.upserts.push_back(row);
     if (f.drop_from) change.dropped_chunks.emplace_back(f.content, *f.drop_from);
-    for (auto& [index, data] : f.dirty) change.chunks.push_back({f.content, index, std::move(data)});
+    for (auto& [index, data] : f.dirty)
+        change.chunks.push_back({f.content, index, std::move(data)});
     try {
         apply_with_pending(change);
     } catch (...) {
@@ -763,7 +765,8 @@ void AreaFs::setxattr(const RelPath& path, const std::string& name, const std::s
     Node& n = node(id);
     bool present = n.meta.xattrs.count(name) > 0;
     if ((flags & XATTR_CREATE) && present) throw Error(ErrorKind::Exists, "attribute exists");
-    if ((flags & XATTR_REPLACE) && !present) throw Error(ErrorKind::NoAttribute, "no such attribute");
+    if ((flags & XATTR_REPLACE) && !present)
+        throw Error(ErrorKind::NoAttribute, "no such attribute");
     NodeMeta before = n.meta;
     n.meta.xattrs[name] = value;
     n.meta.ctime = Timestamp::now();

@@ -64,9 +64,9 @@ struct FileData {
     Timestamp committed_mtime;
     std::map<std::uint64_t, WipedBytes> dirty;  // chunk index -> plaintext
     std::uint64_t dirty_bytes = 0;
-    std::optional<std::uint64_t> drop_from;      // chunks >= this are gone (truncate)
-    bool orphan = false;  // unlinked while open: data dies with the last handle
-    bool persisted = true;  // false until a new file's row first reaches the store
+    std::optional<std::uint64_t> drop_from;  // chunks >= this are gone (truncate)
+    bool orphan = false;                     // unlinked while open: data dies with the last handle
+    bool persisted = true;                   // false until a new file's row first reaches the store
     int handles = 0;
 };
 

@@ -8,9 +8,12 @@ namespace vscard {
 
 const char* area_name(Area area) {
     switch (area) {
-        case Area::Public: return "public";
-        case Area::Private: return "private";
-        case Area::Secret: return "secret";
+        case Area::Public:
+            return "public";
+        case Area::Private:
+            return "private";
+        case Area::Secret:
+            return "secret";
     }
     return "?";
 }

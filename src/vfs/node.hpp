@@ -27,13 +27,13 @@ struct Timestamp {
 
 struct NodeMeta {
     NodeKind kind = NodeKind::File;
-    std::uint64_t parent = 0;  // 0 only for the area root
-    std::string name;          // bytes as the user gave them
-    std::uint32_t mode = 0644; // permission bits only
+    std::uint64_t parent = 0;   // 0 only for the area root
+    std::string name;           // bytes as the user gave them
+    std::uint32_t mode = 0644;  // permission bits only
     Timestamp mtime;
     Timestamp ctime;
     std::uint64_t size = 0;
-    std::uint64_t content = 0;  // id of the chunk stream holding the data (files)
+    std::uint64_t content = 0;                  // id of the chunk stream holding the data (files)
     std::map<std::string, std::string> xattrs;  // "user.*" only
 
     // Versioned binary form stored (encrypted where the area asks) by the medium.
@@ -61,8 +61,7 @@ struct AreaChange {
     std::vector<std::pair<std::uint64_t, std::uint64_t>> dropped_chunks;
     std::vector<ChunkWrite> chunks;
     bool empty() const {
-        return upserts.empty() && deleted_nodes.empty() && dropped_chunks.empty() &&
-               chunks.empty();
+        return upserts.empty() && deleted_nodes.empty() && dropped_chunks.empty() && chunks.empty();
     }
 };
 

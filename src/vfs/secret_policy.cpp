@@ -9,9 +9,14 @@ namespace vscard {
 void SecretKeyPolicy::on_commit(const std::string& name, WipedBytes& content) {
     try {
         switch (keys::classify(content)) {
-            case keys::ContentKind::Empty: return;
-            case keys::ContentKind::PublicKey: keys::check_public_key(content); return;
-            case keys::ContentKind::Envelope: keys::check_envelope(content, family_key_); return;
+            case keys::ContentKind::Empty:
+                return;
+            case keys::ContentKind::PublicKey:
+                keys::check_public_key(content);
+                return;
+            case keys::ContentKind::Envelope:
+                keys::check_envelope(content, family_key_);
+                return;
             case keys::ContentKind::PrivateKey: {
                 keys::KeyEntry entry = keys::import_private_key(content, family_key_);
                 log_line("secret/" + name + ": imported " + entry.description + " key");

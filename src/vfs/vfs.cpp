@@ -23,8 +23,8 @@ constexpr auto kTouchInterval = std::chrono::seconds(30);
 // libfuse hides files unlinked while open under this prefix until their last close.
 const std::string kHiddenPrefix = ".fuse_hidden";
 
-const char* const kIdNames[] = {"assigned-card", "label",  "pin-tries-left", "serial",
-                                "state",         "type",   "uid"};
+const char* const kIdNames[] = {"assigned-card", "label", "pin-tries-left", "serial", "state",
+                                "type",          "uid"};
 
 class AgentSecretSource final : public SecretSource {
 public:
@@ -290,7 +290,8 @@ std::shared_ptr<AreaFs> Vfs::area_of(Vsc& vsc, Area area) {
             unlocked_[vsc.target()] = true;
         }
         if (!password)
-            throw Error(ErrorKind::Locked, vsc.target() + " is locked; unlock it with 'vscardctl unlock " +
+            throw Error(ErrorKind::Locked, vsc.target() +
+                                               " is locked; unlock it with 'vscardctl unlock " +
                                                vsc.target() + "'");
         VscKeys keys;
         try {
@@ -396,11 +397,16 @@ VfsAttr Vfs::attr(const Vsc& vsc, Area area, const Attr& a) {
 VfsAttr Vfs::getattr(const std::string& path) {
     Route r = route(path);
     switch (r.kind) {
-        case Route::Root: return synthetic_dir(kRootIno, 0755, started_);
-        case Route::VscRoot: return synthetic_dir(kVscRootIno, 0755, started_);
-        case Route::CardRoot: return synthetic_dir(kCardRootIno, 0755, started_);
-        case Route::VscDir: return synthetic_dir(r.vsc->ino_of(0, 1), 0755, r.vsc->mtime);
-        case Route::IdDir: return synthetic_dir(r.vsc->ino_of(kIdArea, 1), 0555, r.vsc->mtime);
+        case Route::Root:
+            return synthetic_dir(kRootIno, 0755, started_);
+        case Route::VscRoot:
+            return synthetic_dir(kVscRootIno, 0755, started_);
+        case Route::CardRoot:
+            return synthetic_dir(kCardRootIno, 0755, started_);
+        case Route::VscDir:
+            return synthetic_dir(r.vsc->ino_of(0, 1), 0755, r.vsc->mtime);
+        case Route::IdDir:
+            return synthetic_dir(r.vsc->ino_of(kIdArea, 1), 0555, r.vsc->mtime);
         case Route::IdFile: {
             auto files = id_files(*r.vsc);
             VfsAttr a;
@@ -453,7 +459,8 @@ std::vector<std::pair<std::string, VfsAttr>> Vfs::readdir(const std::string& pat
                 out.emplace_back(name, synthetic_dir(vsc->ino_of(0, 1), 0755, vsc->mtime));
             return out;
         }
-        case Route::CardRoot: return out;
+        case Route::CardRoot:
+            return out;
         case Route::VscDir:
             if (!r.vsc->file) throw Error(ErrorKind::Corrupt, r.vsc->error);
             for (const char* n : {"id", "private", "public", "secret"})
@@ -462,7 +469,8 @@ std::vector<std::pair<std::string, VfsAttr>> Vfs::readdir(const std::string& pat
         case Route::IdDir:
             for (const char* n : kIdNames) out.emplace_back(n, getattr(path + "/" + n));
             return out;
-        case Route::IdFile: throw Error(ErrorKind::NotDirectory, "not a directory");
+        case Route::IdFile:
+            throw Error(ErrorKind::NotDirectory, "not a directory");
         case Route::AreaPath: {
             auto fs = area_of(*r.vsc, r.area);
             for (auto& [name, a] : fs->readdir(r.rel))

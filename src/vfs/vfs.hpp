@@ -28,11 +28,11 @@ struct VfsAttr {
 
 // An open file of the mount.
 struct VfsHandle {
-    std::shared_ptr<AreaFs> area;       // null for id/ files
+    std::shared_ptr<AreaFs> area;  // null for id/ files
     std::shared_ptr<OpenFile> file;
-    std::string fixed_content;          // id/ files: a snapshot taken at open
-    bool direct_io = false;             // secret/: never in the page cache
-    std::uint64_t ino_base = 0;         // inode numbers of the VSC and area it belongs to
+    std::string fixed_content;   // id/ files: a snapshot taken at open
+    bool direct_io = false;      // secret/: never in the page cache
+    std::uint64_t ino_base = 0;  // inode numbers of the VSC and area it belongs to
 };
 
 // Where the mount gets the password of a target when it must unlock it.
@@ -100,7 +100,9 @@ private:
     void rescan();
     std::shared_ptr<AreaFs> area_of(Vsc& vsc, Area area);  // EACCES while locked
     bool area_open(Vsc& vsc, Area area);
-    std::shared_ptr<AreaFs> open_area(Vsc& vsc, Area area, const VscKeys* keys);  // the lock state (the root of a locked area shows)
+    std::shared_ptr<AreaFs> open_area(
+        Vsc& vsc, Area area,
+        const VscKeys* keys);  // the lock state (the root of a locked area shows)
     std::map<std::string, std::string> id_files(Vsc& vsc);
     VfsAttr attr(const Vsc& vsc, Area area, const Attr& a);
     void lock_vsc(Vsc& vsc);

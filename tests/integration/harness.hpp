@@ -19,7 +19,7 @@ using namespace std::chrono_literals;
 
 // A fresh directory (mode 0700) removed with everything in it when the object goes away.
 class TempDir {
-  public:
+public:
     explicit TempDir(const std::string& prefix = "vscard-test");
     ~TempDir();
     TempDir(const TempDir&) = delete;
@@ -28,7 +28,7 @@ class TempDir {
     const std::filesystem::path& path() const { return path_; }
     std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
 
-  private:
+private:
     std::filesystem::path path_;
 };
 
@@ -55,7 +55,7 @@ struct ProcessOptions {
 // group and gets SIGKILL if the thread that started it dies (so a crashed test leaves no
 // daemons behind); the destructor kills the group if the child is still running.
 class Process {
-  public:
+public:
     Process(const std::string& program, std::vector<std::string> args, ProcessOptions options = {});
     ~Process();
     Process(const Process&) = delete;
@@ -74,7 +74,7 @@ class Process {
     std::string out() const;
     std::string err() const;
 
-  private:
+private:
     bool reap(bool block);
     pid_t pid_ = -1;
     int status_ = 0;

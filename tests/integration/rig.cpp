@@ -53,8 +53,8 @@ RunResult Rig::ctl(std::vector<std::string> args, std::optional<std::string> inp
 
 void Rig::create_vsc(const std::string& name, const std::string& password,
                      const std::filesystem::path& store) {
-    auto r = ctl({"create", name, "--password-stdin", "--kdf-target", "20ms"}, password + "\n",
-                 store);
+    auto r =
+        ctl({"create", name, "--password-stdin", "--kdf-target", "20ms"}, password + "\n", store);
     if (r.exit_code != 0) throw std::runtime_error("vscardctl create failed: " + r.err);
 }
 
@@ -74,8 +74,7 @@ std::filesystem::path Rig::mount(const std::filesystem::path& store, const std::
     ProcessOptions o = options(store);
     o.stderr_file = log(name);
     auto daemon = std::make_unique<Process>(
-        "vscard-mountd",
-        std::vector<std::string>{"-f", "--no-pcsc", point.string()}, o);
+        "vscard-mountd", std::vector<std::string>{"-f", "--no-pcsc", point.string()}, o);
     if (!wait_until([&] { return is_mounted(point) || !daemon->running(); }, 10s) ||
         !is_mounted(point))
         throw std::runtime_error("vscard-mountd did not mount: " + read_text(log(name)));

@@ -141,7 +141,7 @@ void forbid_keyrings() {
 
 // Records the watcher's callbacks for the test thread.
 class EventLog {
-  public:
+public:
     void add(const std::string& target, bool unlocked) {
         std::lock_guard lock(mutex_);
         events_.emplace_back(target, unlocked);
@@ -164,7 +164,7 @@ class EventLog {
         return s;
     }
 
-  private:
+private:
     std::mutex mutex_;
     std::condition_variable cv_;
     std::vector<std::pair<std::string, bool>> events_;
@@ -172,7 +172,7 @@ class EventLog {
 };
 
 class AgentFixture {
-  public:
+public:
     AgentFixture() : socket_(dir_ / "run" / "agent.sock") {}
 
     // Starts the agent and waits until it answers; empty STORE leaves the choice to it.
@@ -191,7 +191,7 @@ class AgentFixture {
     const std::filesystem::path& socket() const { return socket_; }
     AgentClient client() const { return AgentClient(socket_); }
 
-  protected:
+protected:
     TempDir dir_{"vscard-agent-test"};
     std::filesystem::path socket_;
 };
@@ -199,7 +199,7 @@ class AgentFixture {
 // ---- The two secret stores behave alike -------------------------------------------------
 
 class AgentStoreTest : public ::testing::TestWithParam<std::string>, public AgentFixture {
-  protected:
+protected:
     // The agent with the store under test; skips the keyring case where the kernel refuses.
     std::unique_ptr<Process> start_agent(std::vector<std::string> extra = {}) {
         auto p = start(std::move(extra), GetParam());

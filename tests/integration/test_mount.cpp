@@ -74,7 +74,7 @@ diff -r "$T/src" "$A/tar"
 [ "$(cd "$T/src" && find . | sort)" = "$(cd "$A/tar" && find . | sort)" ]
 du -s "$A/tar" > /dev/null
 )SH",
-              mnt));
+                     mnt));
 }
 
 TEST_P(MountTest, RenameSemantics) {
@@ -96,7 +96,7 @@ echo keep > "$A/k"; exec 3<"$A/k"; echo new > "$A/k2"; mv "$A/k2" "$A/k"
 rm "$A/k"; rmdir "$A/d1"
 fails rmdir "$A/emptyd"
 )SH",
-              mnt));
+                     mnt));
 }
 
 TEST_P(MountTest, PosixDetails) {
@@ -122,7 +122,7 @@ long=$(printf 'n%.0s' $(seq 1 256))
 fails touch "$A/$long"
 echo "$ino" > "$T/ino"
 )SH",
-              mnt));
+                     mnt));
     // Inode numbers stay the same across a remount.
     rig.unmount(mnt);
     mnt = rig.mount({}, "mnt2");
@@ -130,7 +130,7 @@ echo "$ino" > "$T/ino"
 [ "$(stat -c %i "$A/f")" = "$(cat "$T/ino")" ]
 [ "$(stat -c %a "$A/f")" = 640 ]
 )SH",
-              mnt));
+                     mnt));
 }
 
 INSTANTIATE_TEST_SUITE_P(Areas, MountTest, ::testing::Values("public", "private"));
@@ -154,7 +154,7 @@ fails bash -c 'echo x > "$1"' _ "$M/vsc/beta/id/label"
 fails touch "$M/vsc/beta/id/new"
 fails mkdir "$M/vsc/made-up"
 )SH",
-              mnt));
+                     mnt));
 }
 
 TEST_F(MountFixture, LockedPrivateAreaAndLiveUnlock) {
@@ -185,7 +185,7 @@ echo pw-gamma | vscardctl unlock vsc/gamma --password-stdin --timeout 2s
 sleep 3.5
 fails cat "$P/note"      # the timeout locked it
 )SH",
-              mnt));
+                     mnt));
     // Nothing private reached the store file in clear.
     auto r = rig.sh("! grep -q secret-text \"$T\"/store/gamma.vsc*");
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -222,7 +222,7 @@ fails bash -c 'echo junk > "$1"' _ "$S/junk"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out "$T/small.pem" 2>/dev/null
 fails cp "$T/small.pem" "$S/small"
 )SH",
-              mnt));
+                     mnt));
     // The private key bytes appear nowhere in the store or the logs.
     auto r = rig.sh(R"SH(
 body=$(sed -n 2p "$T/rsa.pem")
@@ -243,7 +243,7 @@ rm "$VSCARD_STORE/late.vsc"*
 for i in $(seq 1 40); do [ -z "$(ls "$M/vsc")" ] && break; sleep 0.05; done
 [ -z "$(ls "$M/vsc")" ]
 )SH",
-              mnt));
+                     mnt));
 }
 
 TEST_F(MountFixture, DamagedVscFileGivesClearErrors) {
@@ -264,7 +264,7 @@ vscardctl list > "$T/list"
 grep -q "^vsc/bad	damaged	.*bad.vsc" "$T/list"
 grep -q "^vsc/good	locked" "$T/list"
 )SH",
-              mnt));
+                     mnt));
     EXPECT_NE(read_text(rig.log("mnt")).find("bad.vsc"), std::string::npos)
         << read_text(rig.log("mnt"));
 }
@@ -298,8 +298,10 @@ head -c 30000000 /dev/urandom > "$T/big/d1/huge"
     ASSERT_EQ(r.exit_code, 0) << r.err;
     for (const char* area : {"public", "private"}) {
         ProcessOptions o = rig.options();
-        Process rsync("rsync", {"-a", (rig.dir() / "big").string() + "/",
-                                (mnt / "vsc/crash" / area / "big").string() + "/"}, o);
+        Process rsync("rsync",
+                      {"-a", (rig.dir() / "big").string() + "/",
+                       (mnt / "vsc/crash" / area / "big").string() + "/"},
+                      o);
         std::this_thread::sleep_for(700ms);
         rig.daemon(mnt).kill(9);
         rsync.wait(30s);
@@ -315,7 +317,7 @@ find . -type f ! -name '.*' | while read -r f; do cmp -s "$f" "$T/big/$f" || { e
 rsync -a --delete "$T/big/" "$A/"
 diff -r "$T/big" "$A"
 )SH",
-                  mnt));
+                         mnt));
     }
 }
 

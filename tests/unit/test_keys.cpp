@@ -195,7 +195,7 @@ bool has(const std::string& message, std::string_view part) {
 }
 
 class Keys : public ::testing::Test {
-  protected:
+protected:
     static void SetUpTestSuite() {
         rsa2048_ = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", std::size_t{2048});
         rsa1024_ = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", std::size_t{1024});

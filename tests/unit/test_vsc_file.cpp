@@ -490,7 +490,8 @@ TEST_F(VscFileTest, SwappedChunksAreDetected) {
             a + "," + b +
             ");"
             "UPDATE chunks SET data = (SELECT data FROM saved WHERE saved.content = " +
-            b + ") WHERE id = " + a + " << 20;"
+            b + ") WHERE id = " + a +
+            " << 20;"
             "UPDATE chunks SET data = (SELECT data FROM saved WHERE saved.content = " +
             a + ") WHERE id = " + b + " << 20;");
     }
