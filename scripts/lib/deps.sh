@@ -1,9 +1,10 @@
 # Installs the Debian packages a step needs when they are missing (apt-get; sudo when not root).
 # Usage: source scripts/lib/deps.sh; install_packages pkg1 pkg2 ...
 
-BUILD_PACKAGES=(cmake g++ make pkg-config libfuse3-dev fuse3 libssl-dev libsqlite3-dev
+BUILD_PACKAGES=(cmake g++ make pkg-config help2man libfuse3-dev fuse3 libssl-dev libsqlite3-dev
                 libkeyutils-dev libcli11-dev libgtest-dev libpcsclite-dev)
 RUNTIME_TOOLS=(rsync tar diffutils findutils attr util-linux keyutils openssl sqlite3 procps psmisc gocryptfs
+               dpkg-dev udev systemd
                pcscd vsmartcard-vpcd opensc)
 
 install_packages() {
