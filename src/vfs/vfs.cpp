@@ -139,7 +139,14 @@ Vfs::~Vfs() {
 }
 
 void Vfs::set_invalidator(std::function<void(const std::vector<std::string>&)> invalidate) {
+    std::lock_guard lock(invalidate_mutex_);
     invalidate_ = std::move(invalidate);
+}
+
+void Vfs::invalidate(const std::vector<std::string>& paths) {
+    // The agent watcher's thread calls this while the mount may be shutting down.
+    std::lock_guard lock(invalidate_mutex_);
+    if (invalidate_) invalidate_(paths);
 }
 
 void Vfs::rescan() {
@@ -190,7 +197,7 @@ void Vfs::rescan() {
     }
     for (auto& vsc : removed) {
         lock_vsc(*vsc);
-        if (invalidate_) invalidate_({"/vsc/" + vsc->name});
+        invalidate({"/vsc/" + vsc->name});
     }
 }
 
@@ -347,7 +354,7 @@ void Vfs::lock_vsc(Vsc& vsc) {
         }
     }
     if (!paths.empty()) log_line(vsc.target() + ": locked");
-    if (invalidate_ && !paths.empty()) invalidate_(paths);
+    if (!paths.empty()) invalidate(paths);
 }
 
 void Vfs::agent_event(const std::string& target, bool unlocked) {
@@ -361,7 +368,7 @@ void Vfs::agent_event(const std::string& target, bool unlocked) {
     }
     if (!vsc) return;
     if (!unlocked) lock_vsc(*vsc);
-    if (invalidate_) invalidate_({"/" + target + "/id/state"});
+    invalidate({"/" + target + "/id/state"});
 }
 
 void Vfs::shutdown() {

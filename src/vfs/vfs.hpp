@@ -111,6 +111,8 @@ private:
     std::mutex mutex_;  // guards vscs_ and unlocked_
     std::map<std::string, std::shared_ptr<Vsc>> vscs_;
     std::map<std::string, bool> unlocked_;  // targets the agent holds a secret for
+    void invalidate(const std::vector<std::string>& paths);
+    std::mutex invalidate_mutex_;
     std::function<void(const std::vector<std::string>&)> invalidate_;
     std::unique_ptr<AgentWatcher> watcher_;
     Timestamp started_;
