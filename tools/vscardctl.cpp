@@ -8,9 +8,13 @@
 #include <iostream>
 
 #include "agent_client.hpp"
+#include "card/iso7816.hpp"
+#include "card/pcsc.hpp"
+#include "card/personalize.hpp"
 #include "error.hpp"
 #include "locations.hpp"
 #include "password_input.hpp"
+#include "pkcs15/card_app.hpp"
 #include "store/vsc_file.hpp"
 #include "vscard/version.hpp"
 
@@ -170,6 +174,67 @@ int cmd_lock(const Common& c, const std::optional<std::string>& target, bool all
     return 0;
 }
 
+// READER is a PC/SC reader name, or its index in `vscardctl readers`.
+std::string reader_named(const std::string& reader) {
+    auto readers = card::list_readers();
+    if (!reader.empty() && reader.find_first_not_of("0123456789") == std::string::npos) {
+        std::size_t index = std::stoul(reader);
+        if (index < readers.size()) return readers[index];
+    }
+    for (const auto& name : readers)
+        if (name == reader) return name;
+    throw Error(ErrorKind::NotFound,
+                "no reader '" + reader + "'; see 'vscardctl readers' for names and numbers");
+}
+
+int cmd_readers() {
+    auto readers = card::list_readers();
+    if (readers.empty()) {
+        std::cout << "no smart-card reader; plug one in (pcscd must be running)\n";
+        return 0;
+    }
+    for (std::size_t i = 0; i < readers.size(); ++i) {
+        std::cout << i << "\t" << readers[i] << "\t";
+        try {
+            card::Card card(readers[i]);
+            card::Transaction hold(card);
+            std::cout << "card " << card::to_hex(card.atr(), "");
+            try {
+                auto app = pkcs15::CardApp::open(card, {card::caps_from_atr(card.atr()), nullptr});
+                std::cout << "\tserial " << app.serial();
+                if (!app.label().empty()) std::cout << "\tlabel " << app.label();
+            } catch (const Error& e) {
+                if (e.kind() != ErrorKind::NotFound) throw;
+                std::cout << "\tblank or not PKCS#15";
+            }
+        } catch (const Error& e) {
+            std::cout << (e.kind() == ErrorKind::NotFound ? "no card" : e.what());
+        }
+        std::cout << "\n";
+    }
+    return 0;
+}
+
+int cmd_format(const std::string& reader, const std::string& label, bool pin_stdin) {
+    std::string name = reader_named(reader);
+    card::Card card(name);
+    card::Transaction hold(card);
+    auto personalizer = card::personalizer_for(card.atr());
+    if (!personalizer)
+        throw Error(ErrorKind::NotSupported,
+                    "vscard cannot set a PIN on the card in '" + name + "' (ATR " +
+                        card::to_hex(card.atr(), "") +
+                        "): it knows how to personalise the vscard emulator only, so far");
+    SecureBytes pin = pin_stdin ? tools::password_from_stdin("PIN")
+                                : tools::password_from_terminal("New PIN for the card: ", true);
+    pkcs15::FormatOptions options;
+    options.caps = card::caps_from_atr(card.atr());
+    auto app = pkcs15::format(card, *personalizer, label, pin, options);
+    std::cout << "formatted the card in '" << name << "': serial " << app.serial() << ", label "
+              << label << "\n";
+    return 0;
+}
+
 int cmd_status(const Common& c) {
     AgentClient agent(agent_socket(c.agent));
     std::cout << "store: " << store_dir(c.store).string() << "\n";
@@ -284,6 +349,16 @@ int main(int argc, char** argv) {
     passwd->add_flag("--password-stdin", pw_stdin,
                      "read the current password, then the new one, from standard input");
 
+    auto* readers = app.add_subcommand("readers", "list smart-card readers and their cards");
+
+    std::string reader, card_label = "vscard";
+    auto* format =
+        app.add_subcommand("format", "write a fresh PKCS#15 structure and a PIN onto a blank card");
+    format->add_option("READER", reader, "reader name, or its number in 'vscardctl readers'")
+        ->required();
+    format->add_option("--label", card_label, "the card's label")->capture_default_str();
+    format->add_flag("--pin-stdin", pw_stdin, "read the new PIN from standard input");
+
     auto* check = app.add_subcommand("check", "verify the integrity of a VSC file");
     check->add_option("TARGET", target, "vsc/NAME")->required();
     check->add_flag("--password-stdin", pw_stdin,
@@ -304,6 +379,8 @@ int main(int argc, char** argv) {
         if (*status) return cmd_status(c);
         if (*passwd) return cmd_passwd(c, target, pw_stdin);
         if (*check) return cmd_check(c, target, pw_stdin);
+        if (*readers) return cmd_readers();
+        if (*format) return cmd_format(reader, card_label, pw_stdin);
     } catch (const Error& e) {
         std::cerr << "vscardctl: " << e.what() << "\n";
         return exit_code_of(e.kind());
