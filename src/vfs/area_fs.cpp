@@ -482,8 +482,11 @@ std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode
 }
 
 void AreaFs::check_size(std::uint64_t size) const {
-    if (size > chunk_size_ * kMaxChunksPerFile || (policy_ && size > policy_->max_file_size()))
-        throw Error(ErrorKind::TooBig, "file too large for this area");
+    std::uint64_t limit = store_->max_file_size();
+    if (policy_) limit = std::min(limit, policy_->max_file_size());
+    if (size > limit)
+        throw Error(ErrorKind::TooBig, store_->describe() + ": a file here holds at most " +
+                                           std::to_string(limit) + " bytes");
 }
 
 void AreaFs::read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& out) {
@@ -761,6 +764,9 @@ void AreaFs::setxattr(const RelPath& path, const std::string& name, const std::s
     if (value.size() > kMaxXattrValue) throw Error(ErrorKind::TooBig, "attribute value too large");
     Exclusive lock(tree_mutex_);
     check_unlocked();
+    if (!store_->keeps_xattrs())
+        throw Error(ErrorKind::NotSupported,
+                    store_->describe() + " does not keep extended attributes");
     std::uint64_t id = resolve(path);
     Node& n = node(id);
     bool present = n.meta.xattrs.count(name) > 0;

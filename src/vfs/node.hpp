@@ -81,6 +81,10 @@ public:
     // Reads one chunk's plaintext into OUT; returns false for a chunk never written (a hole).
     virtual bool read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) = 0;
     virtual std::size_t chunk_size() const = 0;
+    // Largest file the medium holds (EFBIG beyond).
+    virtual std::uint64_t max_file_size() const { return chunk_size() * kMaxChunksPerFile; }
+    // False for a medium that has no room for extended attributes (ENOTSUP).
+    virtual bool keeps_xattrs() const { return true; }
     virtual void sync() = 0;
     virtual SpaceInfo space() = 0;
     // Drops chunk streams no object refers to (left by a crash between unlink and the

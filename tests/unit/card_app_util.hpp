@@ -21,7 +21,7 @@ inline ByteView bv(std::string_view s) {
     return ByteView(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
 }
 
-inline Bytes pattern(std::size_t n, std::uint8_t seed = 1) {
+inline Bytes byte_pattern(std::size_t n, std::uint8_t seed = 1) {
     Bytes b(n);
     for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(seed + i * 13 + i / 241);
     return b;

@@ -14,10 +14,10 @@ namespace vscard::pkcs15 {
 namespace {
 
 using testing::bv;
+using testing::byte_pattern;
 using testing::bytes_of;
 using testing::formatted_image;
 using testing::kPin;
-using testing::pattern;
 using testing::Snapshot;
 using testing::snapshot;
 using testing::TestCard;
@@ -139,7 +139,7 @@ class CardAppVariation : public ::testing::TestWithParam<Variation> {};
 TEST_P(CardAppVariation, FormatWriteAndReadBack) {
     const auto& o = GetParam().options;
     TestCard card(formatted_image(card::emu::kDefaultCapacity, {}, o), o);
-    const Bytes big = pattern(3000), small = pattern(300, 7);
+    const Bytes big = byte_pattern(3000), small = byte_pattern(300, 7);
     {
         CardApp app = card.open();
         app.verify_pin(bv(kPin));
@@ -191,9 +191,9 @@ TEST(CardApp, WithoutEfDirTheAidThenTheDefaultPath) {
         EXPECT_TRUE(app.app_path().empty());  // selected by AID
         EXPECT_EQ(app.caps().aid_select, true);
         app.verify_pin(bv(kPin));
-        app.write(Area::Public, "x", pattern(10));  // paths relative to the application
+        app.write(Area::Public, "x", byte_pattern(10));  // paths relative to the application
         card.link.reinsert();
-        EXPECT_EQ(bytes_of(card.open().read(Area::Public, "x")), pattern(10));
+        EXPECT_EQ(bytes_of(card.open().read(Area::Public, "x")), byte_pattern(10));
     }
     card::EmulatorOptions o;
     o.aid_select = false;
@@ -202,8 +202,8 @@ TEST(CardApp, WithoutEfDirTheAidThenTheDefaultPath) {
     EXPECT_EQ(app.app_path(), card::from_hex("3F00 5015"));
     EXPECT_EQ(app.caps().aid_select, false);
     app.verify_pin(bv(kPin));
-    app.write(Area::Public, "y", pattern(10));
-    EXPECT_EQ(bytes_of(app.read(Area::Public, "y")), pattern(10));
+    app.write(Area::Public, "y", byte_pattern(10));
+    EXPECT_EQ(bytes_of(app.read(Area::Public, "y")), byte_pattern(10));
 }
 
 TEST(CardApp, EfDirWithoutPathSelectsByAid) {
@@ -230,7 +230,7 @@ TEST(CardApp, ListingIsCachedAndReadsTakeCeilOfSizeOverMaxRead) {
             CardApp app = card.open();
             app.verify_pin(bv(kPin));
             for (std::size_t s : sizes)
-                app.write(Area::Public, "f" + std::to_string(s), pattern(s));
+                app.write(Area::Public, "f" + std::to_string(s), byte_pattern(s));
         }
         card.link.reinsert();
         card.log.clear();
@@ -251,7 +251,7 @@ TEST(CardApp, ListingIsCachedAndReadsTakeCeilOfSizeOverMaxRead) {
         const std::size_t max_read = ext ? 65535 : 255;
         for (std::size_t s : sizes) {
             card.log.clear();
-            EXPECT_EQ(bytes_of(app.read(Area::Public, "f" + std::to_string(s))), pattern(s));
+            EXPECT_EQ(bytes_of(app.read(Area::Public, "f" + std::to_string(s))), byte_pattern(s));
             const std::size_t reads = (s + max_read - 1) / max_read;
             EXPECT_EQ(count_ins(card.log, card::ins::kReadBinary), reads) << s;
             EXPECT_EQ(count_ins(card.log, card::ins::kSelect), 1u) << s;
@@ -270,7 +270,7 @@ TEST(CardApp, PinFlows) {
     {
         CardApp app = card.open();
         app.verify_pin(bv(kPin));
-        app.write(Area::Private, "p", pattern(20));
+        app.write(Area::Private, "p", byte_pattern(20));
     }
     card.link.reinsert();
     CardApp app = card.open();
@@ -295,7 +295,7 @@ TEST(CardApp, PinFlows) {
     EXPECT_EQ(app.pin_status().tries_left, 2);
     app.verify_pin(bv(kPin));
     EXPECT_TRUE(app.pin_status().verified);
-    EXPECT_EQ(bytes_of(app.read(Area::Private, "p")), pattern(20));
+    EXPECT_EQ(bytes_of(app.read(Area::Private, "p")), byte_pattern(20));
     app.change_pin(bv(kPin), bv("56789"));
     app.logout();
     EXPECT_FALSE(app.pin_status().verified);
@@ -332,28 +332,28 @@ TEST(CardApp, ObjectRoundTrips) {
     CardApp app = card.open();
     // Writing public objects needs the PIN on a card formatted with the defaults.
     try {
-        app.write(Area::Public, "a", pattern(5));
+        app.write(Area::Public, "a", byte_pattern(5));
         FAIL();
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::Locked);
     }
     EXPECT_TRUE(app.list(Area::Public).empty());
     app.verify_pin(bv(kPin));
-    app.write(Area::Public, "a", pattern(100));
-    app.write(Area::Public, "dir/b", pattern(2000, 3));
-    app.write(Area::Private, "dir/b", pattern(50, 5));  // same label, other area
-    app.write(Area::Vscard, "family-key", pattern(64, 9));
+    app.write(Area::Public, "a", byte_pattern(100));
+    app.write(Area::Public, "dir/b", byte_pattern(2000, 3));
+    app.write(Area::Private, "dir/b", byte_pattern(50, 5));  // same label, other area
+    app.write(Area::Vscard, "family-key", byte_pattern(64, 9));
     app.mkdir(Area::Public, "dir/sub");
     EXPECT_THROW(app.mkdir(Area::Public, "dir/sub/"), Error);
     EXPECT_EQ(labels(app, Area::Public), (std::vector<std::string>{"a", "dir/b", "dir/sub/"}));
     EXPECT_EQ(labels(app, Area::Private), (std::vector<std::string>{"dir/b"}));
     EXPECT_EQ(labels(app, Area::Vscard), (std::vector<std::string>{"family-key"}));
 
-    app.write(Area::Public, "a", pattern(4000, 2));    // grow
-    app.write(Area::Public, "dir/b", pattern(10, 4));  // shrink
-    app.write(Area::Public, "dir/b", {});              // truncate to nothing
+    app.write(Area::Public, "a", byte_pattern(4000, 2));    // grow
+    app.write(Area::Public, "dir/b", byte_pattern(10, 4));  // shrink
+    app.write(Area::Public, "dir/b", {});                   // truncate to nothing
     app.rename(Area::Public, "a", "dir/a");
-    app.write(Area::Public, "c", pattern(30, 8));
+    app.write(Area::Public, "c", byte_pattern(30, 8));
     app.rename(Area::Public, "c", "dir/a");  // over an existing object
     EXPECT_THROW(app.rename(Area::Public, "nope", "x"), Error);
     EXPECT_THROW(app.rename(Area::Public, "dir/a", "folder/"), Error);
@@ -361,10 +361,10 @@ TEST(CardApp, ObjectRoundTrips) {
     app.remove(Area::Private, "dir/b");
     EXPECT_THROW(app.remove(Area::Private, "dir/b"), Error);
 
-    const Snapshot expect{{{Area::Public, "moved/a"}, pattern(30, 8)},
+    const Snapshot expect{{{Area::Public, "moved/a"}, byte_pattern(30, 8)},
                           {{Area::Public, "moved/b"}, {}},
                           {{Area::Public, "moved/sub/"}, {}},
-                          {{Area::Vscard, "family-key"}, pattern(64, 9)}};
+                          {{Area::Vscard, "family-key"}, byte_pattern(64, 9)}};
     Snapshot now;
     for (auto area : {Area::Public, Area::Private, Area::Vscard})
         for (const auto& f : app.list(area))
@@ -383,9 +383,9 @@ TEST(CardApp, NamesAndSizesAreChecked) {
     TestCard card(default_image().clone());
     CardApp app = card.open();
     app.verify_pin(bv(kPin));
-    EXPECT_THROW(app.write(Area::Public, "", pattern(1)), Error);
+    EXPECT_THROW(app.write(Area::Public, "", byte_pattern(1)), Error);
     try {
-        app.write(Area::Public, std::string(kMaxLabelBytes + 1, 'x'), pattern(1));
+        app.write(Area::Public, std::string(kMaxLabelBytes + 1, 'x'), byte_pattern(1));
         FAIL();
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::NameTooLong);
@@ -396,7 +396,7 @@ TEST(CardApp, NamesAndSizesAreChecked) {
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::TooBig);
     }
-    app.write(Area::Public, std::string(kMaxLabelBytes, 'y'), pattern(3));
+    app.write(Area::Public, std::string(kMaxLabelBytes, 'y'), byte_pattern(3));
     card.link.reinsert();
     EXPECT_EQ(card.open().list(Area::Public).at(0).label, std::string(kMaxLabelBytes, 'y'));
 }
@@ -405,12 +405,12 @@ TEST(CardApp, CardFullIsNoSpaceWithThePreviousContentIntact) {
     TestCard card(formatted_image(8 * 1024));
     CardApp app = card.open();
     app.verify_pin(bv(kPin));
-    app.write(Area::Public, "keep", pattern(1500));
+    app.write(Area::Public, "keep", byte_pattern(1500));
     std::size_t n = 0;
     for (;; ++n) {
         try {
             app.write(Area::Public, "fill" + std::to_string(n),
-                      pattern(700, static_cast<std::uint8_t>(n)));
+                      byte_pattern(700, static_cast<std::uint8_t>(n)));
         } catch (const Error& e) {
             EXPECT_EQ(e.kind(), ErrorKind::NoSpace) << e.what();
             break;
@@ -419,23 +419,23 @@ TEST(CardApp, CardFullIsNoSpaceWithThePreviousContentIntact) {
     }
     const std::size_t used = card.emu.image().used();
     try {  // an overwrite that needs room for the new content beside the old
-        app.write(Area::Public, "keep", pattern(3000, 2));
+        app.write(Area::Public, "keep", byte_pattern(3000, 2));
         FAIL();
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::NoSpace);
         EXPECT_EQ(errno_of(e.kind()), ENOSPC);
     }
     EXPECT_EQ(card.emu.image().used(), used) << "nothing left behind";
-    EXPECT_EQ(bytes_of(app.read(Area::Public, "keep")), pattern(1500));
+    EXPECT_EQ(bytes_of(app.read(Area::Public, "keep")), byte_pattern(1500));
     const Snapshot s = snapshot(card);
-    EXPECT_EQ(s.at({Area::Public, "keep"}), pattern(1500));
+    EXPECT_EQ(s.at({Area::Public, "keep"}), byte_pattern(1500));
     EXPECT_EQ(s.size(), n + 1);
     // Room again after a delete.
     CardApp again = card.open();
     again.verify_pin(bv(kPin));
     again.remove(Area::Public, "fill0");
-    again.write(Area::Public, "keep", pattern(600, 4));
-    EXPECT_EQ(snapshot(card).at({Area::Public, "keep"}), pattern(600, 4));
+    again.write(Area::Public, "keep", byte_pattern(600, 4));
+    EXPECT_EQ(snapshot(card).at({Area::Public, "keep"}), byte_pattern(600, 4));
 }
 
 TEST(CardApp, DodfGrowsIntoALargerFile) {
@@ -450,8 +450,8 @@ TEST(CardApp, DodfGrowsIntoALargerFile) {
         Snapshot expect;
         for (int i = 0; i < 30; ++i) {
             const std::string label = "folder/object number " + std::to_string(i);
-            app.write(Area::Public, label, pattern(10, static_cast<std::uint8_t>(i)));
-            expect[{Area::Public, label}] = pattern(10, static_cast<std::uint8_t>(i));
+            app.write(Area::Public, label, byte_pattern(10, static_cast<std::uint8_t>(i)));
+            expect[{Area::Public, label}] = byte_pattern(10, static_cast<std::uint8_t>(i));
         }
         for (int i = 0; i < 30; i += 3) {  // removals from the middle
             const std::string label = "folder/object number " + std::to_string(i);
@@ -481,7 +481,7 @@ TEST(CardApp, OtherObjectsAndUnknownEntriesAreKept) {
     auto ef = std::make_unique<card::emu::File>();
     ef->fid = 0x4700;
     ef->data = Bytes(8, 0xEE);
-    const Bytes other_content = pattern(40);
+    const Bytes other_content = byte_pattern(40);
     ef->data.insert(ef->data.end(), other_content.begin(), other_content.end());
     ef->data.resize(64, 0xEE);
     ef->parent = df;
@@ -494,7 +494,7 @@ TEST(CardApp, OtherObjectsAndUnknownEntriesAreKept) {
         EXPECT_EQ(app.find(Area::Public, "other app object")->size, 40u);
         EXPECT_EQ(bytes_of(app.read(Area::Public, "other app object")), other_content);
         app.verify_pin(bv(kPin));
-        app.write(Area::Public, "mine", pattern(5));
+        app.write(Area::Public, "mine", byte_pattern(5));
         app.rename(Area::Public, "mine", "mine2");
         app.remove(Area::Public, "mine2");
     }
@@ -520,11 +520,11 @@ TEST(CardApp, ACardWithoutDodfGetsOne) {
         CardApp app = card.open();
         EXPECT_TRUE(app.list(Area::Public).empty());
         app.verify_pin(bv(kPin));
-        app.write(Area::Public, "first", pattern(33));
+        app.write(Area::Public, "first", byte_pattern(33));
     }
     card.link.reinsert();
     CardApp app = card.open();
-    EXPECT_EQ(bytes_of(app.read(Area::Public, "first")), pattern(33));
+    EXPECT_EQ(bytes_of(app.read(Area::Public, "first")), byte_pattern(33));
     const auto odf_now = parse_odf(card.emu.image().mf->child(0x5015)->child(0x5031)->data);
     EXPECT_EQ(odf_now.size(), entries.size() + 1);
 }

@@ -14,10 +14,10 @@ namespace vscard::pkcs15 {
 namespace {
 
 using testing::bv;
+using testing::byte_pattern;
 using testing::describe;
 using testing::formatted_image;
 using testing::kPin;
-using testing::pattern;
 using testing::Snapshot;
 using testing::snapshot;
 using testing::TestCard;
@@ -42,14 +42,21 @@ const std::string kLong(250, 'L');
 
 std::vector<Op> ops() {
     return {
-        {"create public", [](CardApp& a) { a.write(Area::Public, "new.bin", pattern(900, 3)); }},
-        {"create private", [](CardApp& a) { a.write(Area::Private, "p/new", pattern(300, 4)); }},
-        {"create vscard", [](CardApp& a) { a.write(Area::Vscard, "envelope", pattern(90, 5)); }},
-        {"create long label", [](CardApp& a) { a.write(Area::Public, kLong, pattern(20, 6)); }},
-        {"overwrite grow", [](CardApp& a) { a.write(Area::Public, "a.txt", pattern(1200, 7)); }},
-        {"overwrite shrink", [](CardApp& a) { a.write(Area::Public, "a.txt", pattern(10, 8)); }},
+        {"create public",
+         [](CardApp& a) { a.write(Area::Public, "new.bin", byte_pattern(900, 3)); }},
+        {"create private",
+         [](CardApp& a) { a.write(Area::Private, "p/new", byte_pattern(300, 4)); }},
+        {"create vscard",
+         [](CardApp& a) { a.write(Area::Vscard, "envelope", byte_pattern(90, 5)); }},
+        {"create long label",
+         [](CardApp& a) { a.write(Area::Public, kLong, byte_pattern(20, 6)); }},
+        {"overwrite grow",
+         [](CardApp& a) { a.write(Area::Public, "a.txt", byte_pattern(1200, 7)); }},
+        {"overwrite shrink",
+         [](CardApp& a) { a.write(Area::Public, "a.txt", byte_pattern(10, 8)); }},
         {"truncate to empty", [](CardApp& a) { a.write(Area::Public, "a.txt", {}); }},
-        {"overwrite first", [](CardApp& a) { a.write(Area::Public, "keep.txt", pattern(50, 9)); }},
+        {"overwrite first",
+         [](CardApp& a) { a.write(Area::Public, "keep.txt", byte_pattern(50, 9)); }},
         {"rename", [](CardApp& a) { a.rename(Area::Public, "a.txt", "renamed.txt"); }},
         {"rename over", [](CardApp& a) { a.rename(Area::Public, "a.txt", "keep.txt"); }},
         {"remove first", [](CardApp& a) { a.remove(Area::Public, "keep.txt"); }},
@@ -67,14 +74,14 @@ card::emu::CardImage base_image(const Config& c) {
     TestCard card(formatted_image(16 * 1024, f, c.options), c.options);
     CardApp app = card.open();
     app.verify_pin(bv(kPin));
-    app.write(Area::Public, "keep.txt", pattern(300, 1));
-    app.write(Area::Public, "a.txt", pattern(700, 2));
-    app.write(Area::Private, "p/secret", pattern(400, 3));
+    app.write(Area::Public, "keep.txt", byte_pattern(300, 1));
+    app.write(Area::Public, "a.txt", byte_pattern(700, 2));
+    app.write(Area::Private, "p/secret", byte_pattern(400, 3));
     app.mkdir(Area::Public, "d");
-    app.write(Area::Vscard, "family-key", pattern(64, 4));
+    app.write(Area::Vscard, "family-key", byte_pattern(64, 4));
     for (int i = 0; i < 6; ++i)
         app.write(Area::Public, "more/file-" + std::to_string(i),
-                  pattern(20, static_cast<std::uint8_t>(i)));
+                  byte_pattern(20, static_cast<std::uint8_t>(i)));
     return card.emu.image().clone();
 }
 
@@ -132,7 +139,7 @@ TEST_P(Removal, EveryCutLeavesTheOldOrTheNewState) {
                     EXPECT_EQ(e.kind(), ErrorKind::Io) << e.what();
                 }
                 // The model no longer trusts itself.
-                EXPECT_THROW(app.write(Area::Public, "z", pattern(1)), Error);
+                EXPECT_THROW(app.write(Area::Public, "z", byte_pattern(1)), Error);
                 const Snapshot s = snapshot(card);
                 ++cuts;
                 if (s == before)
@@ -147,10 +154,10 @@ TEST_P(Removal, EveryCutLeavesTheOldOrTheNewState) {
                 card.link.reinsert();
                 CardApp again = card.open();
                 again.verify_pin(bv(kPin));
-                again.write(Area::Public, "recovered", pattern(700, 42));
-                again.write(Area::Public, kLong.substr(1) + "2", pattern(30, 43));
+                again.write(Area::Public, "recovered", byte_pattern(700, 42));
+                again.write(Area::Public, kLong.substr(1) + "2", byte_pattern(30, 43));
                 Snapshot s2 = snapshot(card);
-                EXPECT_EQ(s2.at({Area::Public, "recovered"}), pattern(700, 42));
+                EXPECT_EQ(s2.at({Area::Public, "recovered"}), byte_pattern(700, 42));
                 s2.erase({Area::Public, "recovered"});
                 s2.erase({Area::Public, kLong.substr(1) + "2"});
                 EXPECT_EQ(s2, s);

@@ -1,0 +1,79 @@
+#pragma once
+// One area of a card (public or private data objects) as an AreaStore, so that the
+// filesystem logic of AreaFs serves cards exactly as it serves VSCs (DESIGN §2).
+//
+// The card holds data objects named by their label ("dir/sub/file", folders as "dir/"
+// markers or implied by the labels below them); this store keeps the node model the
+// filesystem works on in memory, built from the listing once per insertion, and turns each
+// change into PKCS#15 operations: a commit of file content becomes one object write (the
+// card's write ordering keeps the previous content until the new one is complete), a rename
+// one DODF change, an unlink one removal.
+//
+// What a card cannot keep: permission bits, times and extended attributes. Mode and mtime
+// changes are accepted and held for as long as the card stays inserted (so `rsync -a` and
+// `cp -a` work); after reinsertion every object shows the area's default mode and the time
+// of insertion. Extended attributes are refused (ENOTSUP). Objects are at most
+// pkcs15::kMaxObjectSize bytes (EFBIG beyond).
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "pkcs15/card_app.hpp"
+#include "vfs/card_session.hpp"
+#include "vfs/node.hpp"
+
+namespace vscard {
+
+class CardAreaStore final : public AreaStore {
+public:
+    struct Options {
+        pkcs15::Area area = pkcs15::Area::Public;
+        std::string name;  // "card/SERIAL/public", for messages
+        std::uint32_t dir_mode = 0755;
+        std::uint32_t file_mode = 0644;
+        Timestamp time;  // the mtime of whatever the card does not date
+    };
+
+    CardAreaStore(std::shared_ptr<CardSession> session, Options options);
+
+    std::vector<NodeRow> load() override;
+    std::uint64_t allocate_id() override { return next_id_.fetch_add(1); }
+    void apply(const AreaChange& change) override;
+    bool read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) override;
+    std::size_t chunk_size() const override { return kChunkSize; }
+    std::uint64_t max_file_size() const override { return pkcs15::kMaxObjectSize; }
+    bool keeps_xattrs() const override { return false; }
+    void sync() override {}  // the card has applied every write it answered
+    SpaceInfo space() override;
+    void drop_unreferenced(const std::vector<std::uint64_t>& live_contents) override;
+    std::string describe() const override { return options_.name; }
+
+    static constexpr std::uint64_t kRootId = 1;
+    // Chunks are slices of the object's content (the filesystem's unit of buffering); a
+    // change writes each object touched whole.
+    static constexpr std::size_t kChunkSize = 4096;
+    static constexpr std::uint64_t kChunksPerObject = pkcs15::kMaxObjectSize / kChunkSize;
+    static_assert(pkcs15::kMaxObjectSize % kChunkSize == 0);
+
+private:
+    using Nodes = std::map<std::uint64_t, NodeMeta>;
+    // The label of node ID in NODES ("" for the root); folders without the trailing '/'.
+    static std::string label_of(const Nodes& nodes, std::uint64_t id);
+    std::optional<std::uint64_t> owner_of(std::uint64_t content) const;
+    std::vector<NodeRow> rows() const;          // caller holds mutex_
+    void check_size(std::uint64_t size) const;  // TooBig beyond what an object holds
+
+    std::shared_ptr<CardSession> session_;
+    const Options options_;
+    std::mutex mutex_;
+    Nodes nodes_;                                  // the model as on the card
+    std::set<std::uint64_t> markers_;              // folders with a "dir/" object of their own
+    std::map<std::uint64_t, WipedBytes> orphans_;  // content of objects removed while open
+    bool loaded_ = false;  // the model is built once: load() afterwards returns it
+    std::atomic<std::uint64_t> next_id_{16};
+};
+
+}  // namespace vscard

@@ -1,0 +1,214 @@
+// The card medium beyond the conformance suite: what only a card does (labels written by
+// other programs, whole-label limits, metadata that lasts one insertion, the PIN asked for
+// when the card wants it, removal and reset in the middle of work).
+#include <gtest/gtest.h>
+
+#include "card_app_util.hpp"
+#include "store_test_util.hpp"
+#include "test_media.hpp"
+#include "vfs/area_fs.hpp"
+#include "vfs/card_session.hpp"
+#include "vfs/card_store.hpp"
+
+namespace vscard {
+namespace {
+
+using testing::bv;
+using testing::EmulatorChannel;
+using testing::FixedPin;
+using testing::kPin;
+using testing::TestCard;
+
+RelPath P(std::string_view path) {
+    RelPath out;
+    std::size_t start = 0;
+    while (start < path.size()) {
+        std::size_t slash = path.find('/', start);
+        if (slash == std::string_view::npos) slash = path.size();
+        out.emplace_back(path.substr(start, slash - start));
+        start = slash + 1;
+    }
+    return out;
+}
+
+class CardStoreTest : public ::testing::Test {
+protected:
+    CardStoreTest() : card_(testing::formatted_image(64 * 1024)) {}
+
+    // A new session (the card inserted), its public or private area as a filesystem.
+    std::unique_ptr<AreaFs> insert(pkcs15::Area area = pkcs15::Area::Public,
+                                   std::string_view pin = kPin) {
+        auto channel = std::make_unique<EmulatorChannel>(card_.link);
+        channel_ = channel.get();
+        session_ = std::make_shared<CardSession>(std::move(channel), "Test PCD 00 00",
+                                                 card_.emu.atr(), &card_.log);
+        pins_ = std::make_shared<FixedPin>(pin);
+        session_->set_pin_source(pins_);
+        CardAreaStore::Options options;
+        options.area = area;
+        options.name = "card/" + session_->serial() + "/" + pkcs15::area_name(area);
+        options.time = Timestamp{1000, 0};
+        options.file_mode = area == pkcs15::Area::Public ? 0644 : 0600;
+        options.dir_mode = area == pkcs15::Area::Public ? 0755 : 0700;
+        return std::make_unique<AreaFs>(
+            std::make_shared<CardAreaStore>(session_, options),
+            area == pkcs15::Area::Public ? Area::Public : Area::Private);
+    }
+    std::unique_ptr<AreaFs> reinsert(pkcs15::Area area = pkcs15::Area::Public) {
+        card_.link.reinsert();
+        return insert(area);
+    }
+
+    static void put(AreaFs& fs, const std::string& path, const std::string& data) {
+        auto h = fs.create(P(path), 0644, false);
+        fs.ftruncate(*h, 0);
+        EXPECT_EQ(fs.write(*h, 0, data.data(), data.size()), data.size());
+        fs.release(*h);
+    }
+    static std::string get(AreaFs& fs, const std::string& path) {
+        auto h = fs.open(P(path), false, false);
+        std::string out(static_cast<std::size_t>(fs.fgetattr(*h).size), '\0');
+        out.resize(fs.read(*h, 0, out.size(), out.data()));
+        fs.release(*h);
+        return out;
+    }
+    // The card as another program sees it.
+    pkcs15::CardApp app() {
+        card_.link.reinsert();
+        auto a = card_.open();
+        a.verify_pin(bv(kPin));
+        return a;
+    }
+
+    TestCard card_;
+    EmulatorChannel* channel_ = nullptr;
+    std::shared_ptr<CardSession> session_;
+    std::shared_ptr<FixedPin> pins_;
+};
+
+TEST_F(CardStoreTest, FilesBecomeDataObjectsNamedByTheirPath) {
+    auto fs = insert();
+    fs->mkdir(P("docs"), 0755);
+    fs->mkdir(P("docs/empty"), 0755);
+    put(*fs, "docs/a.txt", "alpha");
+    put(*fs, "top", "t");
+    fs->rename(P("top"), P("docs/top"), false);
+    auto a = app();
+    std::vector<std::string> labels;
+    for (const auto& f : a.list(pkcs15::Area::Public)) labels.push_back(f.label);
+    std::sort(labels.begin(), labels.end());
+    EXPECT_EQ(labels, (std::vector<std::string>{"docs/", "docs/a.txt", "docs/empty/", "docs/top"}));
+    EXPECT_EQ(testing::bytes_of(a.read(pkcs15::Area::Public, "docs/a.txt")),
+              Bytes({'a', 'l', 'p', 'h', 'a'}));
+}
+
+TEST_F(CardStoreTest, ObjectsWrittenByOtherProgramsShowWithTheirFolders) {
+    {
+        auto a = app();
+        a.write(pkcs15::Area::Public, "x/y/deep.txt", bv("deep"));
+        a.write(pkcs15::Area::Private, "p.txt", bv("private"));
+    }
+    auto fs = reinsert();
+    EXPECT_EQ(get(*fs, "x/y/deep.txt"), "deep");
+    EXPECT_EQ(fs->getattr(P("x/y")).kind, NodeKind::Dir);
+    EXPECT_EQ(fs->getattr(P("x/y/deep.txt")).mode, 0644u);
+    EXPECT_EQ(fs->getattr(P("x/y/deep.txt")).mtime, (Timestamp{1000, 0}));
+    EXPECT_VSC_ERROR(ErrorKind::NotFound, ENOENT, fs->getattr(P("p.txt")));
+    // The last object of a folder known only from labels goes: the folder stays.
+    fs->unlink(P("x/y/deep.txt"));
+    fs = reinsert();
+    EXPECT_EQ(fs->getattr(P("x/y")).kind, NodeKind::Dir);
+    auto priv = reinsert(pkcs15::Area::Private);
+    EXPECT_EQ(get(*priv, "p.txt"), "private");
+    EXPECT_EQ(priv->getattr(P("p.txt")).mode, 0600u);
+}
+
+TEST_F(CardStoreTest, ModeAndMtimeLastOneInsertion) {
+    auto fs = insert();
+    put(*fs, "f", "data");
+    fs->chmod(P("f"), 0600);
+    fs->set_mtime(P("f"), Timestamp{1234, 5});
+    EXPECT_EQ(fs->getattr(P("f")).mode, 0600u);
+    EXPECT_EQ(fs->getattr(P("f")).mtime, (Timestamp{1234, 5}));
+    EXPECT_VSC_ERROR(ErrorKind::NotSupported, ENOTSUP, fs->setxattr(P("f"), "user.a", "v", 0));
+    fs = reinsert();
+    EXPECT_EQ(fs->getattr(P("f")).mode, 0644u);
+    EXPECT_EQ(fs->getattr(P("f")).mtime, (Timestamp{1000, 0}));
+    EXPECT_EQ(get(*fs, "f"), "data");
+}
+
+TEST_F(CardStoreTest, LimitsOfTheCard) {
+    auto fs = insert();
+    const std::string longest(pkcs15::kMaxLabelBytes - 2, 'n');
+    fs->mkdir(P("d"), 0755);
+    put(*fs, "d/" + longest, "fits");
+    EXPECT_VSC_ERROR(ErrorKind::NameTooLong, ENAMETOOLONG,
+                     put(*fs, "d/" + longest + "x", "too long with its folder"));
+    auto h = fs->create(P("big"), 0644, true);
+    const std::string max(pkcs15::kMaxObjectSize, 'b');
+    EXPECT_EQ(fs->write(*h, 0, max.data(), max.size()), max.size());
+    EXPECT_VSC_ERROR(ErrorKind::TooBig, EFBIG, fs->write(*h, max.size(), "x", 1));
+    fs->release(*h);
+    fs = reinsert();
+    EXPECT_EQ(get(*fs, "d/" + longest), "fits");
+    EXPECT_EQ(get(*fs, "big"), max);
+}
+
+TEST_F(CardStoreTest, FullCardLeavesPreviousContent) {
+    auto fs = insert();
+    put(*fs, "keep", "previous content");
+    const std::string huge(30000, 'h');
+    EXPECT_VSC_ERROR(ErrorKind::NoSpace, ENOSPC, {
+        put(*fs, "fill1", huge);
+        put(*fs, "fill2", huge);
+        put(*fs, "keep", huge);
+    });
+    EXPECT_EQ(get(*fs, "keep").substr(0, 16), get(*reinsert(), "keep").substr(0, 16));
+    EXPECT_EQ(get(*reinsert(), "keep"), "previous content");
+}
+
+TEST_F(CardStoreTest, PinIsAskedForWhenTheCardWantsItAndAWrongOneIsForgotten) {
+    auto fs = insert(pkcs15::Area::Public, "9999");  // a wrong PIN in the source
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, put(*fs, "f", "data"));
+    EXPECT_TRUE(pins_->forgotten());
+    EXPECT_EQ(session_->pin_status().tries_left, 2);
+    // Asked again: the source has nothing now, no further try is spent.
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, put(*fs, "f", "data"));
+    EXPECT_EQ(session_->pin_status().tries_left, 2);
+
+    fs = reinsert();  // the right PIN
+    put(*fs, "f", "data");
+    EXPECT_TRUE(session_->pin_status().verified);
+    // After a reset the card has forgotten the PIN: verified again when needed.
+    channel_->reset();
+    put(*fs, "f", "after reset");
+    EXPECT_EQ(get(*reinsert(), "f"), "after reset");
+}
+
+TEST_F(CardStoreTest, RemovalMidWriteIsAnIoErrorAndLosesNothing) {
+    auto fs = insert();
+    put(*fs, "f", "old content");
+    for (std::size_t cut = 0; cut < 12; ++cut) {
+        SCOPED_TRACE("cut after " + std::to_string(cut));
+        auto h = fs->open(P("f"), true, false);
+        fs->write(*h, 0, "NEW CONTENT", 11);
+        card_.link.cut_after(cut, cut % 2 == 1);
+        bool failed = false;
+        try {
+            fs->release(*h);
+        } catch (const Error& e) {
+            failed = true;
+            EXPECT_EQ(e.kind(), ErrorKind::Io) << e.what();
+        }
+        fs = reinsert();
+        std::string now = get(*fs, "f");
+        EXPECT_TRUE(now == "old content" || now == "NEW CONTENT") << now;
+        if (!failed) {
+            EXPECT_EQ(now, "NEW CONTENT");
+        }
+        put(*fs, "f", "old content");
+    }
+}
+
+}  // namespace
+}  // namespace vscard
