@@ -1,6 +1,7 @@
 #include "store/sqlite.hpp"
 
 #include "error.hpp"
+#include "store/wal_vfs.hpp"
 
 namespace vscard::sql {
 
@@ -57,7 +58,7 @@ std::string Statement::text(int column) {
 
 Connection::Connection(const std::filesystem::path& path, bool create) : path_(path) {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, batching_vfs_name());
     if (rc != SQLITE_OK) {
         std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
         sqlite3_close_v2(db_);
