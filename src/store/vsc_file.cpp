@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 #include "error.hpp"
@@ -193,13 +194,14 @@ public:
     std::uint64_t allocate_id() override { return file_->allocate_id(); }
 
     void apply(const AreaChange& change) override {
-        // Encrypt before taking the write lock: crypto must not serialise writers.
+        // Object rows are sealed before taking the write lock. Chunks are sealed one at a time
+        // inside the transaction, into one buffer: sealing a large change beforehand meant a
+        // second copy of all of it in fresh memory, whose page faults cost twice the AES-GCM
+        // itself (a 64 KiB chunk seals in about 20 us).
         std::vector<Bytes> metas;
         metas.reserve(change.upserts.size());
         for (const auto& row : change.upserts) metas.push_back(seal_meta(row));
-        std::vector<Bytes> chunks;
-        chunks.reserve(change.chunks.size());
-        for (const auto& c : change.chunks) chunks.push_back(seal_chunk(c));
+        Bytes sealed;
 
         std::lock_guard lock(file_->write_mutex());
         auto db = file_->connection();
@@ -224,11 +226,11 @@ public:
                 .bind(3, static_cast<std::int64_t>(area_))
                 .run();
         }
-        for (std::size_t i = 0; i < change.chunks.size(); ++i) {
+        for (const auto& c : change.chunks) {
             db->prepare("INSERT OR REPLACE INTO chunks(id, area, data) VALUES(?1, ?2, ?3)")
-                .bind(1, chunk_key(change.chunks[i].content, change.chunks[i].index))
+                .bind(1, chunk_key(c.content, c.index))
                 .bind(2, static_cast<std::int64_t>(area_))
-                .bind(3, chunks[i])
+                .bind(3, seal_chunk(c, sealed))
                 .run();
         }
         txn.commit();
@@ -242,7 +244,9 @@ public:
         if (!st.step()) return false;
         ByteView stored = st.blob(0);
         if (!key_) {
-            out.assign(stored.begin(), stored.end());
+            // resize + memcpy: assign() from a range copies byte by byte with this allocator.
+            out.resize(stored.size());
+            if (!stored.empty()) std::memcpy(out.data(), stored.data(), stored.size());
             return true;
         }
         if (stored.size() < crypto::kSealOverhead) bad_chunk(content, index);
@@ -251,6 +255,25 @@ public:
                                out.data()))
             bad_chunk(content, index);
         return true;
+    }
+
+    std::optional<std::size_t> read_chunk_into(std::uint64_t content, std::uint64_t index,
+                                               std::uint8_t* out) override {
+        auto db = file_->connection();
+        auto st = db->prepare("SELECT data FROM chunks WHERE id = ?1 AND area = ?2");
+        st.bind(1, chunk_key(content, index)).bind(2, static_cast<std::int64_t>(area_));
+        if (!st.step()) return std::nullopt;
+        ByteView stored = st.blob(0);
+        std::size_t overhead = key_ ? crypto::kSealOverhead : 0;
+        if (stored.size() < overhead || stored.size() - overhead > kVscChunkSize)
+            bad_chunk(content, index);
+        if (!key_) {
+            if (!stored.empty()) std::memcpy(out, stored.data(), stored.size());
+        } else if (!crypto::open_into(*key_, stored, chunk_aad(file_->uid(), area_, content, index),
+                                      out)) {
+            bad_chunk(content, index);
+        }
+        return stored.size() - overhead;
     }
 
     void drop_unreferenced(const std::vector<std::uint64_t>& live_contents) override {
@@ -306,9 +329,13 @@ private:
         return crypto::seal(*key_, plain, node_aad(file_->uid(), area_, row.id));
     }
 
-    Bytes seal_chunk(const ChunkWrite& c) {
-        if (!key_) return Bytes(c.data.begin(), c.data.end());
-        return crypto::seal(*key_, c.data, chunk_aad(file_->uid(), area_, c.content, c.index));
+    // What is stored for C: its plaintext in the public area, else sealed into BUFFER.
+    ByteView seal_chunk(const ChunkWrite& c, Bytes& buffer) {
+        if (!key_) return c.data;
+        buffer.clear();
+        crypto::seal_append(*key_, c.data, chunk_aad(file_->uid(), area_, c.content, c.index),
+                            buffer);
+        return buffer;
     }
 
     std::shared_ptr<VscFile> file_;

@@ -496,6 +496,12 @@ void AreaFs::read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& 
     if (!store_->read_chunk(f.content, index, out)) out.clear();
 }
 
+std::size_t AreaFs::read_committed_chunk_into(FileData& f, std::uint64_t index, std::uint8_t* out) {
+    if (f.drop_from && index >= *f.drop_from) return 0;
+    if (index * chunk_size_ >= f.committed_size) return 0;
+    return store_->read_chunk_into(f.content, index, out).value_or(0);
+}
+
 WipedBytes& AreaFs::dirty_chunk(FileData& f, std::uint64_t index) {
     auto it = f.dirty.find(index);
     if (it != f.dirty.end()) return it->second;
@@ -523,6 +529,13 @@ std::size_t AreaFs::read(OpenFile& file, std::uint64_t offset, std::size_t size,
         auto it = f.dirty.find(index);
         if (it != f.dirty.end()) {
             chunk = &it->second;
+        } else if (n == chunk_size_) {
+            // A whole stored chunk: decrypted straight into OUT, no buffer of our own.
+            auto* dest = reinterpret_cast<std::uint8_t*>(out + done);
+            std::size_t got = read_committed_chunk_into(f, index, dest);
+            if (got < n) std::memset(dest + got, 0, n - got);  // a hole, or a short last chunk
+            done += n;
+            continue;
         } else {
             read_committed_chunk(f, index, scratch);
             chunk = &scratch;

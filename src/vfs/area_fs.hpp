@@ -160,6 +160,7 @@ private:
     void check_size(std::uint64_t size) const;  // EFBIG beyond what the medium can hold
     WipedBytes& dirty_chunk(FileData& f, std::uint64_t index);
     void read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& out);
+    std::size_t read_committed_chunk_into(FileData& f, std::uint64_t index, std::uint8_t* out);
     WipedBytes whole_content(FileData& f);
     void create_siblings(std::uint64_t id);
     std::string path_of(std::uint64_t id);

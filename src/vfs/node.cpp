@@ -2,9 +2,21 @@
 
 #include <time.h>
 
+#include <cstring>
+
 #include "error.hpp"
 
 namespace vscard {
+
+std::optional<std::size_t> AreaStore::read_chunk_into(std::uint64_t content, std::uint64_t index,
+                                                      std::uint8_t* out) {
+    WipedBytes chunk;
+    if (!read_chunk(content, index, chunk)) return std::nullopt;
+    if (chunk.size() > chunk_size())
+        throw Error(ErrorKind::Corrupt, describe() + ": a data block is larger than a chunk");
+    if (!chunk.empty()) std::memcpy(out, chunk.data(), chunk.size());
+    return chunk.size();
+}
 
 const char* area_name(Area area) {
     switch (area) {

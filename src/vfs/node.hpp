@@ -3,6 +3,7 @@
 // POSIX metadata, whose file content is a sequence of fixed-size chunks.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,10 @@ public:
     virtual void apply(const AreaChange& change) = 0;
     // Reads one chunk's plaintext into OUT; returns false for a chunk never written (a hole).
     virtual bool read_chunk(std::uint64_t content, std::uint64_t index, WipedBytes& out) = 0;
+    // The same into OUT, which has room for chunk_size() bytes: returns the chunk's length, or
+    // nothing for a hole. Lets a reader decrypt straight into its destination.
+    virtual std::optional<std::size_t> read_chunk_into(std::uint64_t content, std::uint64_t index,
+                                                       std::uint8_t* out);
     virtual std::size_t chunk_size() const = 0;
     // Largest file the medium holds (EFBIG beyond).
     virtual std::uint64_t max_file_size() const { return chunk_size() * kMaxChunksPerFile; }
