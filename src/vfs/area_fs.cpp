@@ -3,6 +3,7 @@
 #include <sys/xattr.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "error.hpp"
@@ -17,8 +18,16 @@ using Exclusive = std::unique_lock<std::shared_mutex>;
 using Shared = std::shared_lock<std::shared_mutex>;
 
 bool has_pending(const FileData& f) {
-    return !f.persisted || !f.dirty.empty() || f.drop_from || f.size != f.committed_size ||
-           !(f.mtime == f.committed_mtime);
+    return !f.persisted || !f.dirty.empty() || f.drop_from || f.staging ||
+           f.size != f.committed_size || !(f.mtime == f.committed_mtime);
+}
+
+// The chunk INDEX of F while it is being staged (the batch is sorted by index), or null.
+const WipedBytes* inflight_chunk(const FileData& f, std::uint64_t index) {
+    const auto& v = f.inflight.chunks;
+    auto it = std::lower_bound(v.begin(), v.end(), index,
+                               [](const ChunkWrite& c, std::uint64_t i) { return c.index < i; });
+    return it != v.end() && it->index == index ? &it->data : nullptr;
 }
 
 }  // namespace
@@ -31,7 +40,12 @@ AreaFs::AreaFs(std::shared_ptr<AreaStore> store, Area area, std::shared_ptr<Cont
     load();
 }
 
-AreaFs::~AreaFs() = default;
+AreaFs::~AreaFs() {
+    // A batch still being staged finishes first (the data it writes is dropped at the next
+    // load, as after a crash).
+    for (auto& [id, n] : nodes_)
+        if (n.file && n.file->stage_job.valid()) n.file->stage_job.wait();
+}
 
 void AreaFs::check_unlocked() const {
     if (locked_)
@@ -491,12 +505,26 @@ void AreaFs::check_size(std::uint64_t size) const {
 
 void AreaFs::read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& out) {
     out.clear();
+    if (const WipedBytes* c = inflight_chunk(f, index)) {
+        out.resize(c->size());
+        if (!c->empty()) std::memcpy(out.data(), c->data(), c->size());
+        return;
+    }
+    if (f.staged.count(index)) {
+        if (!store_->read_chunk(f.staging, index, out)) out.clear();
+        return;
+    }
     if (f.drop_from && index >= *f.drop_from) return;
     if (index * chunk_size_ >= f.committed_size) return;
     if (!store_->read_chunk(f.content, index, out)) out.clear();
 }
 
 std::size_t AreaFs::read_committed_chunk_into(FileData& f, std::uint64_t index, std::uint8_t* out) {
+    if (const WipedBytes* c = inflight_chunk(f, index)) {
+        if (!c->empty()) std::memcpy(out, c->data(), c->size());
+        return c->size();
+    }
+    if (f.staged.count(index)) return store_->read_chunk_into(f.staging, index, out).value_or(0);
     if (f.drop_from && index >= *f.drop_from) return 0;
     if (index * chunk_size_ >= f.committed_size) return 0;
     return store_->read_chunk_into(f.content, index, out).value_or(0);
@@ -506,6 +534,10 @@ WipedBytes& AreaFs::dirty_chunk(FileData& f, std::uint64_t index) {
     auto it = f.dirty.find(index);
     if (it != f.dirty.end()) return it->second;
     WipedBytes buf;
+    if (!f.spare.empty()) {
+        buf = std::move(f.spare.back());
+        f.spare.pop_back();
+    }
     read_committed_chunk(f, index, buf);
     f.dirty_bytes += chunk_size_;
     return f.dirty.emplace(index, std::move(buf)).first->second;
@@ -559,6 +591,10 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
     check_size(offset + size);
     if (policy_ && offset == 0 && size > 0)
         policy_->check_start({reinterpret_cast<const std::uint8_t*>(data), size});
+    if (f.stage_job.valid() &&
+        f.stage_job.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
+        finish_staging(f);
+    if (!f.stage_job.valid() && f.dirty.size() >= f.stage_scan + kStageChunks) launch_staging(f);
     std::size_t done = 0;
     while (done < size) {
         std::uint64_t pos = offset + done;
@@ -576,8 +612,74 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
     return size;
 }
 
+void AreaFs::launch_staging(FileData& f) {
+    // Only where the old content is discarded entirely: the new one is then the staged stream
+    // plus what is buffered, nothing of the old stream.
+    bool fresh = f.committed_size == 0 || (f.drop_from && *f.drop_from == 0);
+    if (policy_ || f.orphan || f.stage_failed || !fresh) return;
+    std::vector<std::uint64_t> full;
+    for (const auto& [index, data] : f.dirty)
+        if (data.size() == chunk_size_ && full.size() < kStageChunks) full.push_back(index);
+    if (full.size() < kStageChunks / 4) {
+        f.stage_scan = f.dirty.size();  // mostly partial chunks: look again when more come
+        return;
+    }
+    f.stage_scan = 0;
+    if (!f.staging) f.staging = store_->allocate_id();
+    f.inflight.chunks.clear();
+    f.inflight.chunks.reserve(full.size());
+    for (auto index : full) {
+        auto it = f.dirty.find(index);
+        f.inflight.chunks.push_back({f.staging, index, std::move(it->second)});
+        f.dirty.erase(it);
+    }
+    f.dirty_bytes -= chunk_size_ * full.size();
+    try {
+        // Encryption and the transaction run beside the writer, which goes on receiving data.
+        // Nobody changes the batch until finish_staging() has waited for it.
+        f.stage_job = std::async(std::launch::async,
+                                 [store = store_, batch = &f.inflight] { store->apply(*batch); });
+    } catch (...) {
+        // No thread to stage with: the batch stays buffered for the commit.
+        for (auto& c : f.inflight.chunks) f.dirty.emplace(c.index, std::move(c.data));
+        f.dirty_bytes += chunk_size_ * f.inflight.chunks.size();
+        f.inflight.chunks.clear();
+        f.stage_failed = true;
+    }
+}
+
+void AreaFs::finish_staging(FileData& f) {
+    if (!f.stage_job.valid()) return;
+    try {
+        f.stage_job.get();
+        for (auto& c : f.inflight.chunks) {
+            f.staged.insert(c.index);
+            wipe(c.data);
+            f.spare.push_back(std::move(c.data));
+        }
+    } catch (...) {
+        // Back to the buffer (unless written again since) and no more staging for this file:
+        // the commit writes everything, and reports the error if it persists.
+        for (auto& c : f.inflight.chunks) {
+            if (f.dirty.count(c.index)) continue;
+            f.dirty.emplace(c.index, std::move(c.data));
+            f.dirty_bytes += chunk_size_;
+        }
+        f.stage_failed = true;
+    }
+    f.inflight.chunks.clear();
+}
+
 void AreaFs::drop_chunks_beyond(FileData& f, std::uint64_t size) {
+    finish_staging(f);
     std::uint64_t keep = (size + chunk_size_ - 1) / chunk_size_;  // chunks still holding data
+    if (!f.staged.empty() && *f.staged.rbegin() >= keep) {
+        // The staged stream holds exactly f.staged: cut it now, before anything else changes.
+        AreaChange change;
+        change.dropped_chunks.emplace_back(f.staging, keep);
+        store_->apply(change);
+        f.staged.erase(f.staged.lower_bound(keep), f.staged.end());
+    }
     for (auto it = f.dirty.lower_bound(keep); it != f.dirty.end();) it = f.dirty.erase(it);
     if (size % chunk_size_ != 0) {
         WipedBytes& last = dirty_chunk(f, size / chunk_size_);
@@ -635,8 +737,23 @@ WipedBytes AreaFs::whole_content(FileData& f) {
 }
 
 void AreaFs::commit_locked(FileData& f) {
+    finish_staging(f);
     if (f.orphan || !has_pending(f)) return;
     auto revert = [&] {
+        if (f.staging) {
+            try {
+                AreaChange drop;
+                drop.dropped_chunks.emplace_back(f.staging, 0);
+                store_->apply(drop);
+            } catch (const Error&) {
+                // Nothing refers to the staged stream: the next load drops it.
+            }
+            f.staging = 0;
+            f.staged.clear();
+            f.spare.clear();
+        }
+        f.stage_failed = false;
+        f.stage_scan = 0;
         f.dirty.clear();
         f.dirty_bytes = 0;
         f.drop_from.reset();
@@ -663,20 +780,30 @@ void AreaFs::commit_locked(FileData& f) {
         f.size = content.size();
     }
     AreaChange change;
+    // With staged chunks the file moves to the staged stream and its old stream goes.
+    std::uint64_t content = f.staging ? f.staging : f.content;
     NodeRow row{f.id, node(f.id).meta};
     row.meta.size = f.size;
     row.meta.mtime = f.mtime;
-    row.meta.content = f.content;
+    row.meta.content = content;
     change.upserts.push_back(row);
-    if (f.drop_from) change.dropped_chunks.emplace_back(f.content, *f.drop_from);
-    for (auto& [index, data] : f.dirty)
-        change.chunks.push_back({f.content, index, std::move(data)});
+    if (f.staging)
+        change.dropped_chunks.emplace_back(f.content, 0);
+    else if (f.drop_from)
+        change.dropped_chunks.emplace_back(f.content, *f.drop_from);
+    for (auto& [index, data] : f.dirty) change.chunks.push_back({content, index, std::move(data)});
     try {
         apply_with_pending(change);
     } catch (...) {
         revert();
         throw;
     }
+    f.content = content;
+    f.stage_failed = false;
+    f.stage_scan = 0;
+    f.staging = 0;
+    f.staged.clear();
+    f.spare.clear();
     f.persisted = true;
     f.dirty.clear();
     f.dirty_bytes = 0;
@@ -725,8 +852,10 @@ void AreaFs::release(OpenFile& file) {
         std::lock_guard flock(f.mutex);
         drop = --f.handles == 0 && f.orphan;
         if (drop) {
+            finish_staging(f);
             f.dirty.clear();
             f.dirty_bytes = 0;
+            f.spare.clear();
         }
     }
     if (drop && !locked_) {
@@ -734,6 +863,7 @@ void AreaFs::release(OpenFile& file) {
         if (!locked_) {
             AreaChange change;
             change.dropped_chunks.emplace_back(f.content, 0);
+            if (f.staging) change.dropped_chunks.emplace_back(f.staging, 0);
             store_->apply(change);
         }
     }

@@ -9,6 +9,7 @@
 // Atomicity: what is written through a handle is buffered and committed as one transaction
 // on flush, fsync or close, so after a crash every file holds its old or its new content.
 #include <atomic>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,8 +66,22 @@ struct FileData {
     std::map<std::uint64_t, WipedBytes> dirty;  // chunk index -> plaintext
     std::uint64_t dirty_bytes = 0;
     std::optional<std::uint64_t> drop_from;  // chunks >= this are gone (truncate)
-    bool orphan = false;                     // unlinked while open: data dies with the last handle
-    bool persisted = true;                   // false until a new file's row first reaches the store
+    // Staging. A file whose previous content is discarded entirely (new, or truncated to
+    // nothing) hands its complete chunks to the store while it is being written, in batches
+    // of AreaFs::kStageChunks committed in the background, under a content id no object
+    // refers to yet; its commit then points the file there and drops the old stream. A crash
+    // before that commit leaves the file as it was (the load drops the staged stream), the
+    // encryption and the disk writes overlap the transfer of the data, and what is buffered
+    // here stays small however large the file.
+    std::uint64_t staging = 0;       // content id of the staged chunks; 0: none
+    std::set<std::uint64_t> staged;  // indices held there (exactly the rows it has)
+    std::vector<WipedBytes> spare;   // wiped buffers of staged chunks, for reuse
+    AreaChange inflight;             // the batch being staged (read-only meanwhile)
+    bool stage_failed = false;       // a batch failed: no more staging until the commit
+    std::size_t stage_scan = 0;      // dirty.size() when it held too few complete chunks
+    std::future<void> stage_job;     // after `inflight`: destroyed (waited for) before it
+    bool orphan = false;             // unlinked while open: data dies with the last handle
+    bool persisted = true;           // false until a new file's row first reaches the store
     int handles = 0;
 };
 
@@ -131,6 +146,9 @@ public:
 
     // Buffered data above this is committed early (except under a policy that forbids it).
     static constexpr std::uint64_t kMaxDirtyBytes = 256ull << 20;
+    // A file rewritten from scratch stages its complete chunks in batches of this many
+    // (4 MiB with 64 KiB chunks) once it buffers as many: see FileData::staging.
+    static constexpr std::size_t kStageChunks = 64;
 
 private:
     struct Node {
@@ -157,6 +175,9 @@ private:
     // Caller holds tree_mutex_ (shared or exclusive) and f.mutex.
     void commit_locked(FileData& f);
     void drop_chunks_beyond(FileData& f, std::uint64_t size);
+    // Caller holds f.mutex. finish_staging() waits for the batch in flight, if any.
+    void launch_staging(FileData& f);
+    void finish_staging(FileData& f);
     void check_size(std::uint64_t size) const;  // EFBIG beyond what the medium can hold
     WipedBytes& dirty_chunk(FileData& f, std::uint64_t index);
     void read_committed_chunk(FileData& f, std::uint64_t index, WipedBytes& out);

@@ -1093,6 +1093,145 @@ TYPED_TEST(AreaFsConformance, FsyncCommits) {
     fs.release(*h);
 }
 
+// ---- large rewrites: complete chunks reach the medium before the commit ------------------
+
+// More than a few staging rounds (AreaFs::kStageChunks), in writes of odd sizes.
+std::string large_data(std::size_t cs, int seed) {
+    return pattern((3 * AreaFs::kStageChunks + 2) * cs + 11, seed);
+}
+
+TYPED_TEST(AreaFsConformance, LargeRewriteLandsWholeAtCloseOnly) {
+    const std::size_t cs = this->cs();
+    const std::string old_data = pattern(3 * cs + 5, 30);
+    this->put("f", old_data);
+    const NodeRow old_row = this->row_of("f");
+    const std::string data = large_data(cs, 31);
+    auto h = this->fs_->open(P("f"), true, true);
+    const std::size_t step = 7 * cs + 3;
+    for (std::size_t off = 0; off < data.size(); off += step)
+        this->write_at(*h, off, data.substr(off, step));
+    // Staged chunks (also those still being staged) read back through the handle, also
+    // across their boundaries.
+    EXPECT_EQ(this->read_all(*h), data);
+    EXPECT_EQ(this->read_at(*h, AreaFs::kStageChunks * cs - 3, 2 * cs),
+              data.substr(AreaFs::kStageChunks * cs - 3, 2 * cs));
+    // The medium still describes the old content: a crash now would keep it.
+    const NodeRow row = this->row_of("f");
+    EXPECT_EQ(row.meta.content, old_row.meta.content);
+    EXPECT_EQ(row.meta.size, old_data.size());
+    EXPECT_TRUE(this->chunk_stored(old_row.meta.content, 3));
+    this->fs_->release(*h);
+    EXPECT_EQ(this->get("f"), data);
+    EXPECT_NE(this->row_of("f").meta.content, old_row.meta.content);  // the staged stream
+    EXPECT_FALSE(this->chunk_stored(old_row.meta.content, 0));
+    EXPECT_EQ(this->medium_.chunk_count(), (data.size() + cs - 1) / cs);
+    this->reload();
+    EXPECT_EQ(this->get("f"), data);
+    EXPECT_EQ(this->medium_.chunk_count(), (data.size() + cs - 1) / cs);
+}
+
+TYPED_TEST(AreaFsConformance, CrashDuringLargeRewriteKeepsOldContent) {
+    const std::size_t cs = this->cs();
+    const std::string old_data = pattern(2 * cs + 1, 32);
+    this->put("f", old_data);
+    const std::size_t chunks_before = this->medium_.chunk_count();
+    auto h = this->fs_->open(P("f"), true, true);
+    const std::string data = large_data(cs, 33);
+    this->write_at(*h, 0, data);
+    this->write_at(*h, data.size(), data);
+    auto n = this->fs_->create(P("new"), 0644, true);
+    this->write_at(*n, 0, large_data(cs, 34));
+    this->write_at(*n, 0, large_data(cs, 35));      // staged chunks written again
+    this->fs_->ftruncate(*h, 2 * data.size() - 1);  // waits for the batch being staged
+    EXPECT_GE(this->medium_.chunk_count(), chunks_before + AreaFs::kStageChunks);
+    this->reload();  // the handles are never released
+    EXPECT_EQ(this->get("f"), old_data);
+    EXPECT_EQ(this->names(""), std::vector<std::string>{"f"});
+    EXPECT_EQ(this->medium_.chunk_count(), chunks_before);
+}
+
+TYPED_TEST(AreaFsConformance, TruncateAndRewriteDuringLargeRewrite) {
+    const std::size_t cs = this->cs();
+    const std::string big = large_data(cs, 36);
+    auto h = this->fs_->create(P("f"), 0644, true);
+    this->write_at(*h, 0, big);
+    // Cut inside the staged part, then leave a hole over staged chunks that were cut.
+    const std::size_t cut = AreaFs::kStageChunks * cs + cs / 2;
+    this->fs_->ftruncate(*h, cut);
+    const std::size_t far = 2 * AreaFs::kStageChunks * cs + 1;
+    this->write_at(*h, far, "tail");
+    // Rewrite the start (staged chunks, now written again) and grow past a staging round.
+    const std::string head = pattern(AreaFs::kStageChunks * cs + 2, 37);
+    this->write_at(*h, 0, head);
+    std::string expect = big.substr(0, cut) + std::string(far - cut, '\0') + "tail";
+    expect.replace(0, head.size(), head);
+    const std::string more = pattern((AreaFs::kStageChunks + 3) * cs, 38);
+    this->write_at(*h, expect.size(), more);
+    expect += more;
+    EXPECT_EQ(this->read_all(*h), expect);
+    this->fs_->release(*h);
+    EXPECT_EQ(this->get("f"), expect);
+    EXPECT_EQ(this->medium_.chunk_count(),
+              (expect.size() + cs - 1) / cs -
+                  ((far / cs) - (cut + cs - 1) / cs));  // the hole holds no chunks
+    this->reload();
+    EXPECT_EQ(this->get("f"), expect);
+
+    // Truncated to nothing after staging: nothing staged survives.
+    h = this->fs_->open(P("f"), true, true);
+    this->write_at(*h, 0, large_data(cs, 39));
+    this->fs_->ftruncate(*h, 0);
+    this->write_at(*h, 0, "small");
+    this->fs_->release(*h);
+    EXPECT_EQ(this->get("f"), "small");
+    EXPECT_EQ(this->medium_.chunk_count(), (5 + cs - 1) / cs);
+}
+
+TYPED_TEST(AreaFsConformance, UnlinkDuringLargeRewriteDropsEverything) {
+    const std::size_t cs = this->cs();
+    this->put("other", "stays");
+    const std::size_t chunks_before = this->medium_.chunk_count();
+    const std::string data = large_data(cs, 40);
+    auto h = this->fs_->create(P("f"), 0644, true);
+    this->write_at(*h, 0, data);
+    this->fs_->flush(*h);
+    this->write_at(*h, data.size(), "more");  // committed: no more staging for this handle
+    this->fs_->release(*h);
+    h = this->fs_->open(P("f"), true, true);
+    this->write_at(*h, 0, data);
+    this->fs_->unlink(P("f"));
+    this->write_at(*h, data.size(), data);
+    EXPECT_EQ(this->read_all(*h), data + data);
+    this->fs_->release(*h);
+    EXPECT_EQ(this->medium_.chunk_count(), chunks_before);
+    this->reload();
+    EXPECT_EQ(this->names(""), std::vector<std::string>{"other"});
+    EXPECT_EQ(this->medium_.chunk_count(), chunks_before);
+}
+
+TYPED_TEST(AreaFsConformance, FullMediumDuringLargeRewrite) {
+    MemoryAreaStore* memory = this->medium_.memory();
+    if (!memory) GTEST_SKIP() << "capacity is modelled by the in-memory medium";
+    const std::size_t cs = this->cs();
+    const std::string old_data = pattern(cs + 3, 41);
+    this->put("f", old_data);
+    const std::size_t chunks_before = this->medium_.chunk_count();
+    // Room for two staged batches, not for the whole file.
+    memory->set_capacity(memory->used_bytes() + 2 * AreaFs::kStageChunks * cs);
+    const std::string data = large_data(cs, 42);
+    auto h = this->fs_->open(P("f"), true, true);
+    for (std::size_t off = 0; off < data.size(); off += cs)
+        this->write_at(*h, off, data.substr(off, cs));  // a batch that fails stays buffered
+    EXPECT_EQ(this->read_all(*h), data);
+    EXPECT_VSC_ERROR(ErrorKind::NoSpace, ENOSPC, this->fs_->release(*h));
+    EXPECT_EQ(this->get("f"), old_data);
+    EXPECT_EQ(this->medium_.chunk_count(), chunks_before);
+    memory->set_capacity(std::nullopt);
+    this->reload();
+    EXPECT_EQ(this->get("f"), old_data);
+    EXPECT_EQ(this->medium_.chunk_count(), chunks_before);
+}
+
 // The last close of a file races with its unlink (or its replacement by rename): whichever
 // wins, the data must leave the medium, not linger until the area is next loaded.
 TEST(AreaFsRaces, LastCloseRacingRemovalDropsData) {

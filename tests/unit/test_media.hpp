@@ -38,6 +38,7 @@ public:
     static constexpr bool kKeepsHoles = true;
     static constexpr bool kStoresNodeRows = true;
     static constexpr std::size_t kMaxPathBytes = 0;  // no limit beyond names of 255 bytes
+    std::size_t chunk_count() { return store_->chunk_count(); }
 
 private:
     std::shared_ptr<MemoryAreaStore> store_;
@@ -66,6 +67,12 @@ public:
     static constexpr bool kKeepsHoles = true;
     static constexpr bool kStoresNodeRows = true;
     static constexpr std::size_t kMaxPathBytes = 0;  // no limit beyond names of 255 bytes
+    std::size_t chunk_count() {
+        auto db = file_->connection();
+        auto st = db->prepare("SELECT count(*) FROM chunks WHERE area = ?1");
+        st.bind(1, static_cast<std::int64_t>(A));
+        return st.step() ? static_cast<std::size_t>(st.integer(0)) : 0;
+    }
 
 private:
     static constexpr std::string_view kPassword = "correct horse";
