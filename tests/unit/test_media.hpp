@@ -20,7 +20,8 @@ namespace vscard::testing {
 // object is gone (for the VSC file: reopened from disk; for a card: reinserted).
 // kKeepsMetadata: mode, times, extended attributes and node numbers survive that;
 // kKeepsHoles: chunks never written are not stored; kStoresNodeRows: the medium stores the
-// node rows as given (so they can be damaged); kMaxPathBytes: a limit on whole paths.
+// node rows as given (so they can be damaged); kHoldsLargeFiles: files large enough to be
+// staged (AreaFs::kStageChunks chunks); kMaxPathBytes: a limit on whole paths.
 
 template <std::size_t ChunkSize>
 class MemoryMedium {
@@ -37,6 +38,7 @@ public:
     static constexpr bool kKeepsMetadata = true;
     static constexpr bool kKeepsHoles = true;
     static constexpr bool kStoresNodeRows = true;
+    static constexpr bool kHoldsLargeFiles = true;
     static constexpr std::size_t kMaxPathBytes = 0;  // no limit beyond names of 255 bytes
     std::size_t chunk_count() { return store_->chunk_count(); }
 
@@ -66,6 +68,7 @@ public:
     static constexpr bool kKeepsMetadata = true;
     static constexpr bool kKeepsHoles = true;
     static constexpr bool kStoresNodeRows = true;
+    static constexpr bool kHoldsLargeFiles = true;
     static constexpr std::size_t kMaxPathBytes = 0;  // no limit beyond names of 255 bytes
     std::size_t chunk_count() {
         auto db = file_->connection();
@@ -132,7 +135,11 @@ public:
     // numbers start afresh at each insertion (card_store.hpp).
     static constexpr bool kKeepsMetadata = false;
     static constexpr bool kKeepsHoles = false;
-    static constexpr bool kStoresNodeRows = false;  // the tree comes from the labels
+    static constexpr bool kStoresNodeRows = false;   // the tree comes from the labels
+    static constexpr bool kHoldsLargeFiles = false;  // objects of at most 32 KiB
+    std::size_t chunk_count() {
+        throw Error(ErrorKind::NotSupported, "a card stores each object whole");
+    }
     static constexpr std::size_t kMaxPathBytes = pkcs15::kMaxLabelBytes;  // the whole label
 
 private:
