@@ -4,6 +4,7 @@
 
 #include <csignal>
 
+#include "crash.hpp"
 #include "rig.hpp"
 
 namespace vscard::test {
@@ -289,33 +290,16 @@ TEST_F(MountFixture, KillDuringRsyncLeavesStoreIntact) {
     auto mnt = rig.mount();
     rig.unlock("crash", "pw-crash");
     // A large tree: 1,000 files, some of them big, so the kill lands mid-transfer.
-    auto r = rig.sh(R"SH(
-mkdir -p "$T/big"
-for d in $(seq 1 20); do mkdir "$T/big/d$d"; for f in $(seq 1 50); do
-  head -c $(( (f % 7) * 9000 + 100 )) /dev/urandom > "$T/big/d$d/f$f"; done; done
-head -c 30000000 /dev/urandom > "$T/big/d1/huge"
-)SH");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    for (const char* area : {"public", "private"}) {
-        ProcessOptions o = rig.options();
-        Process rsync("rsync",
-                      {"-a", (rig.dir() / "big").string() + "/",
-                       (mnt / "vsc/crash" / area / "big").string() + "/"},
-                      o);
-        std::this_thread::sleep_for(700ms);
-        rig.daemon(mnt).kill(9);
-        rsync.wait(30s);
-        rig.unmount(mnt);
-        mnt = rig.mount();
-        auto check = rig.ctl({"check", "vsc/crash", "--password-stdin"}, "pw-crash\n");
-        EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+    make_versioned_tree(rig, "big", 1000, 30000000, 1);
+    for (std::string area : {"public", "private"}) {
+        kill_daemon_during_rsync(rig, mnt, rig.dir() / "big/v1", mnt / "vsc/crash" / area / "big",
+                                 700ms);
+        mnt = remount_and_check(rig, mnt, "crash", "pw-crash");
         // Every file that made it is whole; rsync then completes the copy.
-        std::string area_s = area;
-        expect_ok(rig.sh("A=$M/vsc/crash/" + area_s + R"SH(/big
-cd "$A"
-find . -type f ! -name '.*' | while read -r f; do cmp -s "$f" "$T/big/$f" || { echo "torn: $f"; exit 1; }; done
-rsync -a --delete "$T/big/" "$A/"
-diff -r "$T/big" "$A"
+        expect_ok(rig.sh(std::string(kOldOrNew) + "A=$M/vsc/crash/" + area + R"SH(/big
+old_or_new "$A" "$T/big/v1" "$T/big/v1" missing-ok
+rsync -a --delete "$T/big/v1/" "$A/"
+diff -r "$T/big/v1" "$A"
 )SH",
                          mnt));
     }
