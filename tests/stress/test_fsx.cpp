@@ -1,0 +1,54 @@
+// vscard-fsx on a real mount: seeded random operations on public/ and private/, mirrored on
+// a plain folder and compared after every step.
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "rig.hpp"
+#include "stress_env.hpp"
+
+namespace vscard::test {
+namespace {
+
+class FsxTest : public ::testing::TestWithParam<std::string> {
+protected:
+    void SetUp() override {
+        rig.create_vsc("fsx", "pw-fsx");
+        mnt = rig.mount();
+        rig.unlock("fsx", "pw-fsx");
+    }
+    Rig rig;
+    std::filesystem::path mnt;
+};
+
+// VSCARD_FSX_OPS operations (default 1,000) for each of VSCARD_FSX_SEEDS seeds (default 3),
+// starting at VSCARD_STRESS_SEED (default: fresh).
+TEST_P(FsxTest, RandomOperationsMatchAPlainFolder) {
+    const long ops = env_number("VSCARD_FSX_OPS", 1000);
+    const long seeds = env_number("VSCARD_FSX_SEEDS", 3);
+    const unsigned long first = stress_seed();
+    for (long i = 0; i < seeds; ++i) {
+        std::string seed = std::to_string(first + static_cast<unsigned long>(i));
+        SCOPED_TRACE("seed " + seed);
+        auto dir = mnt / "vsc/fsx" / GetParam() / ("run" + seed);
+        std::filesystem::create_directory(dir);
+        TempDir ref("vscard-fsx-ref");  // a plain folder ($TMPDIR, often tmpfs)
+        auto start = std::chrono::steady_clock::now();
+        auto r =
+            run("vscard-fsx",
+                {"--seed", seed, "--ops", std::to_string(ops), "--max-open", "5", "--max-size",
+                 "131072", "--fuse-hidden", "--dir", dir.string(), "--ref", ref.path().string()},
+                {}, 600s);
+        auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start);
+        EXPECT_EQ(r.exit_code, 0) << r.out << r.err << read_text(rig.log("mnt"));
+        std::cout << r.out << "  (" << secs.count() << " s on " << GetParam() << ")\n";
+        ASSERT_TRUE(rig.daemon(mnt).running()) << read_text(rig.log("mnt"));
+    }
+    auto check = rig.ctl({"check", "vsc/fsx", "--password-stdin"}, "pw-fsx\n");
+    EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Areas, FsxTest, ::testing::Values("public", "private"));
+
+}  // namespace
+}  // namespace vscard::test
