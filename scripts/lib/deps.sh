@@ -5,7 +5,7 @@ BUILD_PACKAGES=(cmake g++ make pkg-config help2man libfuse3-dev fuse3 libssl-dev
                 libkeyutils-dev libcli11-dev libgtest-dev libpcsclite-dev)
 RUNTIME_TOOLS=(rsync tar diffutils findutils attr util-linux keyutils openssl sqlite3 procps psmisc gocryptfs
                dpkg-dev udev systemd
-               pcscd vsmartcard-vpcd opensc)
+               pcscd vsmartcard-vpcd opensc fio stress-ng)
 
 install_packages() {
     local missing=()
