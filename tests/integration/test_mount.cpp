@@ -96,6 +96,13 @@ echo keep > "$A/k"; exec 3<"$A/k"; echo new > "$A/k2"; mv "$A/k2" "$A/k"
 [ "$(cat <&3)" = keep ]; [ "$(cat "$A/k")" = new ]
 rm "$A/k"; rmdir "$A/d1"
 fails rmdir "$A/emptyd"
+# a folder holding a file deleted while open (kept as .fuse_hidden*, not listed) stays busy
+# until the file is closed; the open file reads on meanwhile
+mkdir "$A/o1"; echo open1 > "$A/o1/f"; exec 4<"$A/o1/f"; rm "$A/o1/f"
+[ -z "$(ls -A "$A/o1")" ]; fails rmdir "$A/o1"
+[ "$(cat <&4)" = open1 ]; exec 4<&-
+for i in $(seq 50); do rmdir "$A/o1" 2>/dev/null && break; sleep 0.1; done   # release is async
+[ ! -e "$A/o1" ]
 )SH",
                      mnt));
 }
