@@ -52,7 +52,7 @@ std::filesystem::path remount_and_check(Rig& rig, const std::filesystem::path& m
 const char* const kOldOrNew = R"SH(
 old_or_new() {
   local dir=$1 v1=$2 v2=${3:-$2} missing=${4:-}
-  sums() { (cd "$1" && find . -type f ! -name '.*' -print0 | xargs -0 -r md5sum); }
+  sums() { [ ! -d "$1" ] || (cd "$1" && find . -type f ! -name '.*' -print0 | xargs -0 -r md5sum); }
   sums "$v1" > "$T/.sums1"; sums "$v2" > "$T/.sums2"; sums "$dir" > "$T/.sumsd"
   awk -v missing="$missing" '
     FILENAME == ARGV[1] || FILENAME == ARGV[2] { ok[$2 " " $1] = 1; want[$2] = 1; next }

@@ -29,7 +29,8 @@ std::filesystem::path remount_and_check(Rig& rig, const std::filesystem::path& m
 
 // Shell code for rig.sh(): `old_or_new DIR V1 [V2 [missing-ok]]` fails, naming the file, unless
 // every visible file in DIR equals the file of the same name in V1 or V2, and (unless
-// missing-ok) every file of V1 exists in DIR. rsync's hidden temporaries are ignored.
+// missing-ok) every file of V1 exists in DIR (a missing DIR holds no files: a kill may come
+// before rsync made it). rsync's hidden temporaries are ignored.
 extern const char* const kOldOrNew;
 
 }  // namespace vscard::test
