@@ -106,7 +106,8 @@ std::filesystem::path snapshot(Rig& rig, const std::string& name) {
 // an older state, absent).
 TEST_F(CrashTest, PowerCutCopiesOfStoreAndWal) {
     const long cuts = env_number("VSCARD_POWERCUT_SNAPSHOTS", 3);
-    full_copy("private", 1);
+    // The copies spread over about the time a whole copy takes.
+    const auto gap = full_copy("private", 1).count() / std::max(1L, cuts) + 1;
     std::vector<std::filesystem::path> stores;
     {
         Process rsync("rsync",
@@ -114,7 +115,7 @@ TEST_F(CrashTest, PowerCutCopiesOfStoreAndWal) {
                        (mnt / "vsc/crash/private/tree").string() + "/"},
                       rig.options());
         for (long i = 0; i < cuts && rsync.running(); ++i) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 400));
+            std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % gap));
             pid_t daemon = rig.daemon(mnt).pid();
             ASSERT_EQ(::kill(daemon, SIGSTOP), 0);
             stores.push_back(snapshot(rig, "cut" + std::to_string(i)));
