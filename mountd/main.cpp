@@ -77,7 +77,7 @@ int serve(const Options& opt, int report) {
     for (auto& s : argv_store) argv.push_back(s.data());
     fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-    auto vfs = std::make_unique<Vfs>(VfsOptions{store, agent, nullptr});
+    auto vfs = std::make_unique<Vfs>(VfsOptions{store, agent, nullptr, !opt.no_pcsc});
     struct fuse* fuse = fuse_new(&args, &mountd::fuse_ops(), sizeof(fuse_operations), vfs.get());
     if (!fuse) throw Error(ErrorKind::Invalid, "cannot set up the FUSE session");
     if (fuse_mount(fuse, opt.mountpoint.c_str()) != 0) {

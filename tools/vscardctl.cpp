@@ -34,20 +34,69 @@ std::string format_duration(std::chrono::seconds s) {
     return std::to_string(v) + "s";
 }
 
-// TARGET is vsc/NAME (card/SERIAL comes with card support); returns NAME.
-std::string vsc_name_of(const std::string& target) {
+// A TARGET of DESIGN §7: vsc/NAME or card/SERIAL.
+struct Target {
+    bool card = false;
+    std::string name;  // the VSC's name or the card's serial
+    std::string text() const { return (card ? "card/" : "vsc/") + name; }
+};
+
+Target target_of(std::string target) {
+    while (target.size() > 1 && target.back() == '/') target.pop_back();
     if (target.rfind("vsc/", 0) == 0 && target.size() > 4) {
         std::string name = target.substr(4);
-        while (!name.empty() && name.back() == '/') name.pop_back();
         VscFile::validate_name(name);
-        return name;
+        return {false, name};
     }
-    if (target.rfind("card/", 0) == 0)
-        throw Error(ErrorKind::Usage, "'" + target +
-                                          "': real cards are not supported by this "
-                                          "version; use a VSC target, vsc/NAME");
-    throw Error(ErrorKind::Usage,
-                "'" + target + "' is not a target; use vsc/NAME (see 'vscardctl list')");
+    if (target.rfind("card/", 0) == 0 && target.size() > 5 &&
+        target.find('/', 5) == std::string::npos)
+        return {true, target.substr(5)};
+    throw Error(ErrorKind::Usage, "'" + target +
+                                      "' is not a target; use vsc/NAME or card/SERIAL (see "
+                                      "'vscardctl list' and 'vscardctl readers')");
+}
+
+// TARGET must be a VSC here; returns its NAME.
+std::string vsc_name_of(const std::string& target) {
+    Target t = target_of(target);
+    if (t.card)
+        throw Error(ErrorKind::Usage, "'" + target + "' is a card; this command takes vsc/NAME");
+    return t.name;
+}
+
+// The card with SERIAL in whichever reader holds it, its application open, under a
+// transaction (other programs wait until it goes).
+struct InsertedCard {
+    std::unique_ptr<card::Card> card;
+    std::unique_ptr<card::Transaction> hold;
+    std::optional<pkcs15::CardApp> app;
+};
+
+InsertedCard find_card(const std::string& serial) {
+    for (const auto& reader : card::list_readers()) {
+        InsertedCard c;
+        try {
+            c.card = std::make_unique<card::Card>(reader);
+            c.hold = std::make_unique<card::Transaction>(*c.card);
+            c.app.emplace(
+                pkcs15::CardApp::open(*c.card, {card::caps_from_atr(c.card->atr()), nullptr}));
+        } catch (const Error&) {
+            continue;  // no card, or not one of ours
+        }
+        if (c.app->serial() == serial) return c;
+    }
+    throw Error(ErrorKind::NotFound,
+                "card " + serial + " is in no reader; insert it (see 'vscardctl readers')");
+}
+
+// Tries left after a failed VERIFY, in words.
+[[noreturn]] void pin_refused(const std::string& target, const card::PinError& e) {
+    if (e.kind() == ErrorKind::WrongPassword)
+        throw Error(ErrorKind::WrongPassword,
+                    "wrong PIN for " + target + " (" + std::to_string(e.tries_left()) +
+                        (e.tries_left() == 1 ? " try" : " tries") +
+                        " left before the card blocks it); nothing was unlocked");
+    throw Error(ErrorKind::Locked, target + ": " + e.what());
 }
 
 std::shared_ptr<VscFile> open_vsc(const Common& c, const std::string& name) {
@@ -90,15 +139,33 @@ std::map<std::string, std::chrono::seconds> unlocked_targets(const Common& c) {
     return out;
 }
 
-int cmd_create(const Common& c, const std::string& name, bool pw_stdin,
-               const std::string& kdf_target) {
+int cmd_create(const Common& c, std::string name, bool pw_stdin, const std::string& kdf_target,
+               const std::optional<std::string>& for_card) {
+    if (name.empty() && for_card) name = *for_card;  // DESIGN §3: card/S and vsc/S side by side
     VscFile::validate_name(name);
     auto store = store_dir(c.store);
     if (std::filesystem::exists(VscFile::path_for(store, name)))
         throw Error(ErrorKind::Exists,
                     "a VSC named '" + name + "' already exists; pick another name");
-    SecureBytes pw = read_password(pw_stdin, "Password for the new VSC " + name + ": ", true);
+    SecureBytes pw;
     VscFile::CreateOptions options;
+    if (for_card) {
+        // The card's PIN becomes the VSC's password, so one unlock opens both (DESIGN §4);
+        // it is checked on the card first.
+        InsertedCard card = find_card(*for_card);
+        pw = read_password(
+            pw_stdin,
+            "PIN of card/" + *for_card + " (also the password of vsc/" + name + "): ", false);
+        try {
+            card.app->verify_pin(pw);
+        } catch (const card::PinError& e) {
+            pin_refused("card/" + *for_card, e);
+        }
+        card.app->logout();
+        options.assigned_card = *for_card;
+    } else {
+        pw = read_password(pw_stdin, "Password for the new VSC " + name + ": ", true);
+    }
     options.kdf_target = parse_duration_ms(kdf_target);
     if (options.kdf_target.count() < 1)
         throw Error(ErrorKind::Usage, "--kdf-target must be at least 1ms");
@@ -132,18 +199,43 @@ int cmd_list(const Common& c) {
     return 0;
 }
 
-int cmd_unlock(const Common& c, const std::string& target, bool pw_stdin,
-               const std::optional<std::string>& timeout) {
-    std::string name = vsc_name_of(target);
-    std::chrono::seconds ttl{0};
-    if (timeout) ttl = parse_duration(*timeout);
-    AgentClient agent(agent_socket(c.agent));
-    auto file = open_vsc(c, name);
+void require_agent(AgentClient& agent) {
     if (!agent.reachable())
         throw Error(
             ErrorKind::Unavailable,
             "cannot reach vscard-agent at " + agent.socket().string() +
                 "; start it with 'vscard-agent &' or 'systemctl --user start vscard-agent.socket'");
+}
+
+// The PIN is tried on the card first, so a wrong one never reaches the agent (nor the mount,
+// which would spend another try with it).
+int unlock_card(AgentClient& agent, const Target& t, bool pw_stdin, std::chrono::seconds ttl) {
+    InsertedCard card = find_card(t.name);
+    require_agent(agent);
+    SecureBytes pin = read_password(pw_stdin, "PIN of " + t.text() + ": ", false);
+    try {
+        card.app->verify_pin(pin);
+    } catch (const card::PinError& e) {
+        pin_refused(t.text(), e);
+    }
+    card.app->logout();  // the card is opened through the agent, by whoever holds the PIN there
+    agent.put(t.text(), pin, ttl);
+    std::cout << t.text() << " unlocked";
+    if (ttl.count()) std::cout << " for " << format_duration(ttl);
+    std::cout << "\n";
+    return 0;
+}
+
+int cmd_unlock(const Common& c, const std::string& target, bool pw_stdin,
+               const std::optional<std::string>& timeout) {
+    Target t = target_of(target);
+    std::chrono::seconds ttl{0};
+    if (timeout) ttl = parse_duration(*timeout);
+    AgentClient agent(agent_socket(c.agent));
+    if (t.card) return unlock_card(agent, t, pw_stdin, ttl);
+    const std::string& name = t.name;
+    auto file = open_vsc(c, name);
+    require_agent(agent);
     SecureBytes pw = read_password(pw_stdin, "Password for vsc/" + name + ": ", false);
     try {
         file->unlock(pw);  // verified here so a wrong password never reaches the agent
@@ -164,9 +256,9 @@ int cmd_lock(const Common& c, const std::optional<std::string>& target, bool all
     AgentClient agent(agent_socket(c.agent));
     if (target && all) throw Error(ErrorKind::Usage, "give a TARGET or --all, not both");
     if (target) {
-        vsc_name_of(*target);
-        agent.lock(*target);
-        std::cout << *target << " locked\n";
+        Target t = target_of(*target);
+        agent.lock(t.text());
+        std::cout << t.text() << " locked\n";
     } else {
         agent.lock_all();
         std::cout << "all locked\n";
@@ -230,6 +322,7 @@ int cmd_format(const std::string& reader, const std::string& label, bool pin_std
     pkcs15::FormatOptions options;
     options.caps = card::caps_from_atr(card.atr());
     auto app = pkcs15::format(card, *personalizer, label, pin, options);
+    app.logout();  // formatting verified the PIN: the card must not stay open
     std::cout << "formatted the card in '" << name << "': serial " << app.serial() << ", label "
               << label << "\n";
     return 0;
@@ -323,7 +416,13 @@ int main(int argc, char** argv) {
     std::string kdf_target = "250ms";
 
     auto* create = app.add_subcommand("create", "create a new VSC named NAME");
-    create->add_option("NAME", name, "name of the VSC (letters, digits, . _ -)")->required();
+    std::optional<std::string> for_card;
+    create->add_option("NAME", name,
+                       "name of the VSC (letters, digits, . _ -; default with --for-card: the "
+                       "card's serial)");
+    create->add_option("--for-card", for_card,
+                       "the serial of the card this VSC keeps a copy of (it must be inserted); "
+                       "the card's PIN becomes the VSC's password");
     create->add_flag("--password-stdin", pw_stdin, "read the password from standard input");
     create
         ->add_option("--kdf-target", kdf_target,
@@ -334,12 +433,12 @@ int main(int argc, char** argv) {
     auto* list = app.add_subcommand("list", "list the VSCs of the store");
 
     auto* unlock = app.add_subcommand("unlock", "hand the password of TARGET to the agent");
-    unlock->add_option("TARGET", target, "vsc/NAME")->required();
+    unlock->add_option("TARGET", target, "vsc/NAME or card/SERIAL")->required();
     unlock->add_flag("--password-stdin", pw_stdin, "read the password from standard input");
     unlock->add_option("--timeout", timeout, "lock again after DUR (e.g. 15m, 2h)");
 
     auto* lock = app.add_subcommand("lock", "lock TARGET, or everything");
-    lock->add_option("TARGET", opt_target, "vsc/NAME (default: everything)");
+    lock->add_option("TARGET", opt_target, "vsc/NAME or card/SERIAL (default: everything)");
     lock->add_flag("--all", all, "lock every target");
 
     auto* status = app.add_subcommand("status", "show the agent and what is unlocked");
@@ -372,7 +471,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
-        if (*create) return cmd_create(c, name, pw_stdin, kdf_target);
+        if (*create) {
+            if (name.empty() && !for_card)
+                throw Error(ErrorKind::Usage, "create needs a NAME (or --for-card SERIAL)");
+            return cmd_create(c, name, pw_stdin, kdf_target, for_card);
+        }
         if (*list) return cmd_list(c);
         if (*unlock) return cmd_unlock(c, target, pw_stdin, timeout);
         if (*lock) return cmd_lock(c, opt_target, all);

@@ -48,9 +48,10 @@ AreaFs::~AreaFs() {
 }
 
 void AreaFs::check_unlocked() const {
-    if (locked_)
-        throw Error(ErrorKind::Locked, std::string("the ") + area_name(area_) +
-                                           " area is locked; unlock it with 'vscardctl unlock'");
+    if (!locked_) return;
+    if (lock_reason_) throw *lock_reason_;
+    throw Error(ErrorKind::Locked, std::string("the ") + area_name(area_) +
+                                       " area is locked; unlock it with 'vscardctl unlock'");
 }
 
 void AreaFs::check_name(const std::string& name) {
@@ -989,10 +990,11 @@ std::size_t AreaFs::remove_leftovers(const std::string& prefix) {
     return doomed.size();
 }
 
-std::vector<std::string> AreaFs::lock() {
+std::vector<std::string> AreaFs::lock(std::optional<Error> reason) {
     Exclusive lock(tree_mutex_);
     std::vector<std::string> paths;
     if (locked_) return paths;
+    if (reason) lock_reason_ = std::move(reason);
     for (auto& [id, n] : nodes_) {
         if (n.file) {
             std::lock_guard flock(n.file->mutex);

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "error.hpp"
 #include "vfs/node.hpp"
 
 namespace vscard {
@@ -139,9 +140,10 @@ public:
     // temporary hidden files); returns how many.
     std::size_t remove_leftovers(const std::string& prefix);
 
-    // Commits what handles hold, then refuses every further access with EACCES.
-    // Returns the paths of all objects (for the kernel cache to be invalidated).
-    std::vector<std::string> lock();
+    // Commits what handles hold, then refuses every further access with EACCES, or with
+    // REASON (e.g. EIO: the card was removed). Returns the paths of all objects (for the
+    // kernel cache to be invalidated).
+    std::vector<std::string> lock(std::optional<Error> reason = std::nullopt);
     bool locked() const { return locked_; }
 
     // Buffered data above this is committed early (except under a policy that forbids it).
@@ -195,6 +197,7 @@ private:
     mutable std::shared_mutex tree_mutex_;
     std::unordered_map<std::uint64_t, Node> nodes_;
     std::atomic<bool> locked_{false};
+    std::optional<Error> lock_reason_;  // set before locked_, never changed after
     std::mutex pending_mutex_;
     std::set<std::uint64_t> pending_dirs_;
 };

@@ -113,7 +113,7 @@ void CardSession::verify_locked() {
 void CardSession::verify() {
     std::lock_guard lock(mutex_);
     auto hold = begin();
-    if (!app_->pin_status().verified) verify_locked();
+    verify_locked();  // also when the card is verified already: the PIN must be the agent's
 }
 
 card::PinStatus CardSession::pin_status() {

@@ -77,8 +77,9 @@ public:
 
     // Tries left without spending one (VERIFY without data).
     card::PinStatus pin_status();
-    // VERIFYs now with the PIN source's PIN (the private area is being opened). Locked with
-    // a message saying what to do when there is none, it is wrong (tries left) or blocked.
+    // VERIFYs now with the PIN source's PIN (the private area is being opened), also when
+    // another program left the card verified. Locked with a message saying what to do when
+    // there is none, it is wrong (tries left) or blocked.
     void verify();
     // The card forgets the verified PIN, cached private content is dropped.
     void logout();

@@ -1,6 +1,7 @@
 #pragma once
-// The whole mounted tree (DESIGN §3), independent of FUSE: routes paths to VSCs and their
-// areas, serves id/, follows lock state from the agent. The FUSE adapter only translates.
+// The whole mounted tree (DESIGN §3), independent of FUSE: routes paths to the media (VSCs
+// in the store, cards in the readers) and their areas, serves id/, follows lock state from
+// the agent and cards from PC/SC. The FUSE adapter only translates.
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -13,8 +14,11 @@
 #include "agent_client.hpp"
 #include "store/vsc_file.hpp"
 #include "vfs/area_fs.hpp"
+#include "vfs/card_session.hpp"
 
 namespace vscard {
+
+class CardWatch;
 
 struct VfsAttr {
     std::uint64_t ino = 0;
@@ -49,6 +53,9 @@ struct VfsOptions {
     std::filesystem::path agent_socket;
     // Default: the agent at agent_socket, with its lock/unlock events followed.
     std::shared_ptr<SecretSource> secrets;
+    // Follow the PC/SC readers (card/ shows the cards inserted); tests may hand cards in
+    // through card_inserted() instead.
+    bool pcsc = false;
 };
 
 class Vfs {
@@ -86,36 +93,47 @@ public:
     // Told of every path whose kernel cache must go (lock, VSC removed).
     void set_invalidator(std::function<void(const std::vector<std::string>&)> invalidate);
 
-    // Lock/unlock as the agent reports them ("vsc/NAME").
+    // Lock/unlock as the agent reports them ("vsc/NAME", "card/SERIAL").
     void agent_event(const std::string& target, bool unlocked);
+    // A card came (card/SERIAL appears) or left its reader (it vanishes; open files fail
+    // with EIO).
+    void card_inserted(std::shared_ptr<CardSession> session);
+    void card_removed(const std::string& reader);
     // Commits what is buffered and locks every VSC (unmount).
     void shutdown();
 
 private:
+    struct Medium;
     struct Vsc;
+    struct Card;
     struct Route;
     Route route(const std::string& path);
     Route writable_route(const std::string& path);  // an area path, else EROFS/EACCES
     std::shared_ptr<Vsc> find_vsc(const std::string& name);
+    std::shared_ptr<Card> find_card(const std::string& serial);
     void rescan();
-    std::shared_ptr<AreaFs> area_of(Vsc& vsc, Area area);  // EACCES while locked
-    bool area_open(Vsc& vsc, Area area);
-    std::shared_ptr<AreaFs> open_area(
-        Vsc& vsc, Area area,
-        const VscKeys* keys);  // the lock state (the root of a locked area shows)
-    std::map<std::string, std::string> id_files(Vsc& vsc);
-    VfsAttr attr(const Vsc& vsc, Area area, const Attr& a);
-    void lock_vsc(Vsc& vsc);
+    std::shared_ptr<AreaFs> area_of(Medium& medium, Area area);  // EACCES while locked
+    std::shared_ptr<AreaFs> vsc_area(Vsc& vsc, Area area);       // caller holds vsc.mutex
+    std::shared_ptr<AreaFs> card_area(Card& card, Area area);    // caller holds card.mutex
+    bool area_open(Medium& medium, Area area);
+    std::shared_ptr<AreaFs> open_area(Vsc& vsc, Area area, const VscKeys* keys);
+    std::shared_ptr<AreaFs> open_card_area(Card& card, Area area);
+    // FRESH: ask the card for its PIN state now (not just when listing).
+    std::map<std::string, std::string> id_files(Medium& medium, bool fresh = false);
+    VfsAttr attr(const Medium& medium, Area area, const Attr& a);
+    void lock_medium(Medium& medium, std::optional<Error> reason = std::nullopt);
 
     VfsOptions options_;
-    std::mutex mutex_;  // guards vscs_ and unlocked_
+    std::mutex mutex_;  // guards vscs_, cards_ and unlocked_
     std::map<std::string, std::shared_ptr<Vsc>> vscs_;
-    std::map<std::string, bool> unlocked_;  // targets the agent holds a secret for
+    std::map<std::string, std::shared_ptr<Card>> cards_;  // by serial
+    std::map<std::string, bool> unlocked_;                // targets the agent holds a secret for
     void invalidate(const std::vector<std::string>& paths);
     std::mutex invalidate_mutex_;
     std::function<void(const std::vector<std::string>&)> invalidate_;
     std::unique_ptr<AgentWatcher> watcher_;
     Timestamp started_;
+    std::unique_ptr<CardWatch> card_watch_;  // last: its thread calls into the rest
 };
 
 }  // namespace vscard

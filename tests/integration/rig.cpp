@@ -41,7 +41,13 @@ ProcessOptions Rig::options(const std::filesystem::path& store) const {
     o.env = {{"VSCARD_STORE", (store.empty() ? this->store() : store).string()},
              {"VSCARD_AGENT", agent_socket().string()},
              {"PATH", bin("vscardctl").parent_path().string() + ":" + std::getenv("PATH")}};
+    if (pcsc_)
+        for (const auto& [k, v] : pcsc_->env) o.env[k] = v;
     return o;
+}
+
+void Rig::use_pcsc(const ProcessOptions& client) {
+    pcsc_ = client;
 }
 
 RunResult Rig::ctl(std::vector<std::string> args, std::optional<std::string> input,
@@ -73,8 +79,9 @@ std::filesystem::path Rig::mount(const std::filesystem::path& store, const std::
     std::filesystem::create_directories(point);
     ProcessOptions o = options(store);
     o.stderr_file = log(name);
-    auto daemon = std::make_unique<Process>(
-        "vscard-mountd", std::vector<std::string>{"-f", "--no-pcsc", point.string()}, o);
+    std::vector<std::string> args{"-f", point.string()};
+    if (!pcsc_) args.insert(args.begin(), "--no-pcsc");
+    auto daemon = std::make_unique<Process>("vscard-mountd", args, o);
     if (!wait_until([&] { return is_mounted(point) || !daemon->running(); }, 10s) ||
         !is_mounted(point))
         throw std::runtime_error("vscard-mountd did not mount: " + read_text(log(name)));

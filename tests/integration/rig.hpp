@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "harness.hpp"
@@ -24,6 +25,9 @@ public:
 
     // The environment every vscard command of this rig runs with.
     ProcessOptions options(const std::filesystem::path& store = {}) const;
+    // From now on commands reach the PC/SC stack of CLIENT (PcscRig::client_options()) and
+    // new mounts follow its readers (without this they run with --no-pcsc).
+    void use_pcsc(const ProcessOptions& client);
 
     RunResult ctl(std::vector<std::string> args, std::optional<std::string> input = std::nullopt,
                   const std::filesystem::path& store = {});
@@ -45,6 +49,7 @@ public:
 private:
     TempDir dir_;
     std::unique_ptr<Process> agent_;
+    std::optional<ProcessOptions> pcsc_;
     struct Mount {
         std::filesystem::path point;
         std::unique_ptr<Process> daemon;

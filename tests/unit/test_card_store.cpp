@@ -167,6 +167,31 @@ TEST_F(CardStoreTest, FullCardLeavesPreviousContent) {
     EXPECT_EQ(get(*reinsert(), "keep"), "previous content");
 }
 
+TEST(CardStoreFull, OpenWithTruncateThenTooMuchKeepsThePreviousContent) {
+    TestCard card(testing::formatted_image(40000));
+    auto session = std::make_shared<CardSession>(std::make_unique<EmulatorChannel>(card.link),
+                                                 "Test PCD 00 00", card.emu.atr(), &card.log);
+    session->set_pin_source(std::make_shared<FixedPin>(kPin));
+    CardAreaStore::Options options;
+    options.name = "card/x/public";
+    AreaFs fs(std::make_shared<CardAreaStore>(session, options), Area::Public);
+    auto put = [&](const std::string& path, const std::string& data, bool truncate) {
+        auto h = truncate ? fs.open(P(path), true, true) : fs.create(P(path), 0644, true);
+        fs.write(*h, 0, data.data(), data.size());
+        fs.release(*h);
+    };
+    put("keep", "keep", false);
+    put("a", std::string(15000, 'a'), false);
+    EXPECT_VSC_ERROR(ErrorKind::NoSpace, ENOSPC, put("keep", std::string(30000, 'k'), true));
+    auto h = fs.open(P("keep"), false, false);
+    EXPECT_EQ(fs.fgetattr(*h).size, 4u);
+    fs.release(*h);
+    auto a = testing::TestCard(card.emu.image().clone());
+    auto app = a.open();
+    EXPECT_EQ(testing::bytes_of(app.read(pkcs15::Area::Public, "keep")),
+              Bytes({'k', 'e', 'e', 'p'}));
+}
+
 TEST_F(CardStoreTest, PinIsAskedForWhenTheCardWantsItAndAWrongOneIsForgotten) {
     auto fs = insert(pkcs15::Area::Public, "9999");  // a wrong PIN in the source
     EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, put(*fs, "f", "data"));

@@ -1,0 +1,229 @@
+// Cards in the mount (DESIGN §3, §5, §6): card/SERIAL/ appears and vanishes with the card,
+// its areas work with shell tools, and rsync carries them to a VSC and onto a new card. A
+// private pcscd with emulated cards (DESIGN §9) and a real mount.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <regex>
+
+#include "pcsc_rig.hpp"
+#include "rig.hpp"
+
+namespace vscard::test {
+namespace {
+
+constexpr const char* kPin = "123456";
+
+class CardMount : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (auto why = pcsc_rig_unavailable()) GTEST_SKIP() << *why;
+        pcsc = std::make_unique<PcscRig>();
+        rig = std::make_unique<Rig>();
+        rig->use_pcsc(pcsc->client_options());
+    }
+
+    // A blank emulated card in SLOT, formatted with kPin; returns its serial.
+    std::string formatted_card(int slot, std::vector<std::string> emu_args = {}) {
+        pcsc->start_card(slot, pcsc->dir() / ("card" + std::to_string(slot) + ".img"),
+                         std::move(emu_args));
+        auto r = rig->ctl({"format", pcsc->reader(slot), "--pin-stdin"}, std::string(kPin) + "\n");
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        std::smatch m;
+        if (!std::regex_search(r.out, m, std::regex("serial ([0-9a-f]+)")))
+            throw std::runtime_error("no serial in: " + r.out);
+        return m[1];
+    }
+
+    // Waits until PATH exists (or not); returns how long that took.
+    std::chrono::milliseconds wait_path(const std::filesystem::path& path, bool present,
+                                        std::chrono::milliseconds timeout = 10s) {
+        auto start = std::chrono::steady_clock::now();
+        bool ok = wait_until([&] { return std::filesystem::exists(path) == present; }, timeout);
+        EXPECT_TRUE(ok) << path << (present ? " did not appear" : " did not vanish");
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - start);
+    }
+
+    RunResult sh(const std::string& script) { return rig->sh(script, mnt); }
+
+    std::unique_ptr<PcscRig> pcsc;
+    std::unique_ptr<Rig> rig;
+    std::filesystem::path mnt;
+};
+
+TEST_F(CardMount, CardAppearsWithItsIdAndVanishesOnRemoval) {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    const auto card = mnt / "card" / serial;
+    auto appeared = wait_path(card, true);
+    std::cout << "card/" << serial << " appeared after " << appeared.count() << " ms\n";
+
+    auto r = sh("cd $M/card/" + serial + R"SH(
+        test "$(ls)" = "$(printf 'id\nprivate\npublic\nsecret')"
+        test "$(cat id/serial)" = ")SH" +
+                serial + R"SH("
+        test "$(cat id/type)" = pkcs15
+        test "$(cat id/state)" = locked
+        test "$(cat id/pin-tries-left)" = 3
+        test "$(cat id/reader)" = "Test PCD 00 00"
+        grep -Eq '^[0-9A-F]{8,}$' id/atr
+        fails touch id/x
+        fails ls private
+        ls public >/dev/null)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    EXPECT_EQ(pcsc->stop_card(0), 0);
+    auto vanished = wait_path(card, false);
+    std::cout << "card/" << serial << " vanished after " << vanished.count() << " ms\n";
+    EXPECT_TRUE(rig->daemon(mnt).running());
+}
+
+TEST_F(CardMount, AreasWorkAndRsyncCarriesThemToAVscAndOntoANewCard) {
+    const std::string serial = formatted_card(0);
+    const std::string blank = formatted_card(1);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    wait_path(mnt / "card" / blank, true);
+
+    // Writing to a card needs its PIN: before unlocking, the card refuses.
+    auto refused = sh("fails cp /etc/hostname $M/card/" + serial + "/public/h");
+    EXPECT_EQ(refused.exit_code, 0) << refused.err;
+    for (const auto& s : {serial, blank}) {
+        auto u = rig->ctl({"unlock", "card/" + s, "--password-stdin"}, std::string(kPin) + "\n");
+        ASSERT_EQ(u.exit_code, 0) << u.err;
+    }
+    auto r = sh("C=$M/card/" + serial + R"SH(
+        mkdir -p $C/public/docs/old $C/private/keys
+        echo hello > $C/public/readme.txt
+        head -c 20000 /dev/urandom > $C/public/docs/blob.bin
+        echo old > $C/public/docs/old/notes
+        echo secret-note > $C/private/keys/note.txt
+        test "$(cat $C/id/state)" = unlocked
+        mv $C/public/readme.txt $C/public/docs/readme.txt
+        echo again >> $C/public/docs/readme.txt
+        truncate -s 3 $C/public/docs/old/notes
+        test "$(cat $C/public/docs/readme.txt)" = "$(printf 'hello\nagain')"
+        ls -lR $C/public > /dev/null)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    // Card -> VSC (the card's PIN is the VSC's password) -> diff.
+    auto c = rig->ctl({"create", "--for-card", serial, "--password-stdin", "--kdf-target", "20ms"},
+                      std::string(kPin) + "\n");
+    ASSERT_EQ(c.exit_code, 0) << c.err;
+    rig->unlock(serial, kPin);
+    r = sh("C=$M/card/" + serial + "; V=$M/vsc/" + serial + R"SH(
+        wait_for() { for i in $(seq 50); do test -e "$1" && return 0; sleep 0.1; done; return 1; }
+        wait_for $V/public
+        test "$(cat $V/id/assigned-card)" = ")SH" +
+           serial + R"SH("
+        rsync -a $C/public $C/private $V/
+        diff -r $C/public $V/public
+        diff -r $C/private $V/private)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    // VSC -> a new blank card, with --delete after edits on the VSC side.
+    r = sh("T=$M/card/" + blank + "; V=$M/vsc/" + serial + R"SH(
+        echo stray > $T/public/stray
+        rsync -a --delete $V/public $V/private $T/
+        diff -r $V/public $T/public
+        diff -r $V/private $T/private
+        echo edited > $V/public/docs/old/notes
+        rm $V/public/docs/blob.bin
+        rsync -a --delete $V/public $V/private $T/
+        diff -r $V/public $T/public
+        test ! -e $T/public/stray)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    // The new card, pulled out and inserted again, holds the same (read afresh).
+    EXPECT_EQ(pcsc->stop_card(1), 0);
+    wait_path(mnt / "card" / blank, false);
+    pcsc->start_card(1, pcsc->dir() / "card1.img");
+    wait_path(mnt / "card" / blank, true);
+    r = sh("diff -r $M/vsc/" + serial + "/public $M/card/" + blank + "/public");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    // Third-party check: OpenSC lists what the mount wrote.
+    auto listed = pcsc->run_in_rig("pkcs15-tool", {"--reader", "1", "--list-data-objects"});
+    EXPECT_NE(listed.out.find("docs/readme.txt"), std::string::npos) << listed.out << listed.err;
+}
+
+TEST_F(CardMount, WrongPinIsReportedWithTriesLeftAndNeverCached) {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    auto wrong = rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, "000000\n");
+    EXPECT_EQ(wrong.exit_code, 3) << wrong.err;
+    EXPECT_NE(wrong.err.find("2 tries left"), std::string::npos) << wrong.err;
+    auto status = rig->ctl({"status"});
+    EXPECT_EQ(status.out.find("card/" + serial), std::string::npos) << status.out;
+    auto r = sh("C=$M/card/" + serial + R"SH(
+        test "$(cat $C/id/pin-tries-left)" = 2
+        fails ls $C/private)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    auto right =
+        rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, std::string(kPin) + "\n");
+    ASSERT_EQ(right.exit_code, 0) << right.err;
+    r = sh("C=$M/card/" + serial + R"SH(
+        ls $C/private
+        test "$(cat $C/id/state)" = unlocked
+        vscardctl lock card/)SH" +
+           serial + R"SH(
+        for i in $(seq 50); do fails ls $C/private && break; sleep 0.1; done
+        fails ls $C/private
+        test "$(cat $C/id/state)" = locked)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    // Blocked after the last try: said so, and nothing unlocks.
+    for (int i = 0; i < 3; ++i)
+        rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, "000000\n");
+    auto blocked =
+        rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, std::string(kPin) + "\n");
+    EXPECT_NE(blocked.exit_code, 0);
+    EXPECT_NE(blocked.err.find("blocked"), std::string::npos) << blocked.err;
+}
+
+TEST_F(CardMount, FullCardLeavesPreviousContentAndRemovalIsAnIoError) {
+    const std::string serial = formatted_card(0, {"--size", "40000"});
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    auto u = rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, std::string(kPin) + "\n");
+    ASSERT_EQ(u.exit_code, 0) << u.err;
+    auto r = sh("C=$M/card/" + serial + R"SH(
+        echo keep > $C/public/keep
+        head -c 15000 /dev/urandom > $C/public/a
+        head -c 30000 /dev/urandom > $T/big
+        # cp writes the whole file before its close: all of it lands, or none.
+        out=$(cp $T/big $C/public/keep 2>&1 || true)
+        echo "$out" | grep -q "No space left on device"
+        test "$(cat $C/public/keep)" = keep
+        fails cp $T/big $C/public/new
+        test ! -s $C/public/new
+        df $C/public | tail -1)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    // Pulled out while a file is open: the handle fails with EIO, the mount stays.
+    const auto open_file = mnt / "card" / serial / "public" / "a";
+    int fd = ::open(open_file.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    EXPECT_EQ(pcsc->stop_card(0), 0);
+    wait_path(mnt / "card" / serial, false);
+    char buf[64];
+    errno = 0;
+    EXPECT_EQ(::read(fd, buf, sizeof buf), -1);
+    EXPECT_EQ(errno, EIO) << std::strerror(errno);
+    ::close(fd);
+    EXPECT_TRUE(rig->daemon(mnt).running());
+    // Inserted again, it shows with the content it had.
+    pcsc->start_card(0, pcsc->dir() / "card0.img", {"--size", "40000"});
+    wait_path(mnt / "card" / serial, true);
+    r = sh("test \"$(cat $M/card/" + serial + "/public/keep)\" = keep");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace
+}  // namespace vscard::test
