@@ -16,6 +16,7 @@
 #include "password_input.hpp"
 #include "pkcs15/card_app.hpp"
 #include "store/vsc_file.hpp"
+#include "vfs/card_family_key.hpp"
 #include "vscard/version.hpp"
 
 using namespace vscard;
@@ -161,6 +162,8 @@ int cmd_create(const Common& c, std::string name, bool pw_stdin, const std::stri
         } catch (const card::PinError& e) {
             pin_refused("card/" + *for_card, e);
         }
+        // The card and its VSC share the family key, so key envelopes move both ways.
+        options.family_key = card_family_key(*card.app, pw, true);
         card.app->logout();
         options.assigned_card = *for_card;
     } else {

@@ -500,6 +500,31 @@ void CardApp::change_pin(ByteView old_pin, ByteView new_pin) {
     s_->iso.change_reference_data(reference_of(p), a, b);
 }
 
+bool CardApp::directory_unchanged() {
+    s_->check_usable();
+    auto same = [&](const DirFile& f) {
+        if (!f.writable) return true;  // vscard never rewrites those, nor do others' writes
+        s_->select(f.path, false);
+        // The entries as read, and the byte behind them: still padding unless an entry came.
+        const std::size_t want = std::min(f.ef_size, f.content.size() + 1);
+        Bytes now;
+        while (now.size() < want) {
+            Bytes part =
+                s_->iso.read_binary(now.size(), std::min(s_->iso.read_chunk(), want - now.size()));
+            if (part.empty()) break;
+            now.insert(now.end(), part.begin(), part.end());
+        }
+        if (now.size() < f.content.size() ||
+            !std::equal(f.content.begin(), f.content.end(), now.begin()))
+            return false;
+        return now.size() == f.content.size() || der::is_padding(now[f.content.size()]);
+    };
+    if (!same(s_->odf)) return false;
+    for (const auto& f : s_->dirs)
+        if (f.type == DfType::DODF && !same(f)) return false;
+    return true;
+}
+
 void CardApp::logout() {
     s_->check_usable();
     const PinObject p = must_user_pin(*this);

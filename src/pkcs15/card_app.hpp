@@ -117,6 +117,10 @@ public:
     void mkdir(Area area, std::string_view folder);
     // Forgets cached content of AREA (all areas when nullopt).
     void drop_content(std::optional<Area> area = std::nullopt);
+    // Whether the ODF and DODFs still hold what this model read (another program may have
+    // written the card since): a SELECT and a READ BINARY or two each. Writers call it
+    // before they change the card, and read the application again when it says no.
+    bool directory_unchanged();
 
     // ---- other directory files (read-only for now) ----
     std::vector<PinObject> pins() const;

@@ -46,6 +46,52 @@ CardSession::CardSession(std::unique_ptr<CardChannel> channel, std::string reade
 
 CardSession::~CardSession() = default;
 
+std::string CardSession::serial() const {
+    std::lock_guard lock(mutex_);
+    return serial_;
+}
+
+std::string CardSession::label() const {
+    std::lock_guard lock(mutex_);
+    return label_;
+}
+
+bool CardSession::has_app() const {
+    std::lock_guard lock(mutex_);
+    return has_app_;
+}
+
+std::string CardSession::app_problem() const {
+    std::lock_guard lock(mutex_);
+    return app_problem_;
+}
+
+bool CardSession::look_for_app(bool now_please) {
+    std::lock_guard lock(mutex_);
+    if (has_app_) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (removed_ || (!now_please && now - last_look_ < std::chrono::milliseconds(250)))
+        return false;
+    last_look_ = now;
+    try {
+        auto hold = channel_->hold();
+        pkcs15::OpenOptions options;
+        options.caps = card::caps_from_atr(atr_);
+        options.log = log_;
+        app_.emplace(pkcs15::CardApp::open(channel_->link(), options));
+        seen_resets_ = channel_->resets();
+        stale_ = false;
+        serial_ = app_->serial();
+        label_ = app_->label();
+        has_app_ = true;
+        app_problem_.clear();
+        return true;
+    } catch (const Error&) {
+        app_.reset();  // still blank (or gone): looked at again later
+        return false;
+    }
+}
+
 void CardSession::set_pin_source(std::shared_ptr<PinSource> pins) {
     std::lock_guard lock(mutex_);
     pins_ = std::move(pins);
@@ -61,7 +107,7 @@ bool CardSession::is_removed() const {
     return removed_;
 }
 
-std::shared_ptr<void> CardSession::begin() {
+std::shared_ptr<void> CardSession::begin(bool write) {
     if (removed_) gone();
     if (!has_app_ && !app_problem_.empty())
         throw Error(ErrorKind::NotSupported, "the card in reader '" + reader_ +
@@ -70,6 +116,10 @@ std::shared_ptr<void> CardSession::begin() {
                                                  "); format a blank card with 'vscardctl format'");
     auto hold = channel_->hold();
     const std::uint64_t resets = channel_->resets();
+    if (write && app_ && !stale_ && resets == seen_resets_ && !app_->directory_unchanged()) {
+        log_line("card/" + serial_ + ": changed by another program; reading it again");
+        stale_ = true;
+    }
     if (!app_ || stale_ || resets != seen_resets_) {
         app_.reset();
         pkcs15::OpenOptions options;

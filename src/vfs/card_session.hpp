@@ -7,6 +7,7 @@
 // card then asks for its PIN (a private read, any write on a card formatted with
 // pin_for_writes), the session asks its PinSource and VERIFYs once before trying again. A
 // wrong PIN is forgotten by the source at once, so a cached PIN never burns a second try.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -59,13 +60,18 @@ public:
     ~CardSession();
 
     // DESIGN §3: the TokenInfo serial, or the stable id of reader and ATR without an app.
-    const std::string& serial() const { return serial_; }
-    const std::string& label() const { return label_; }
+    std::string serial() const;
+    std::string label() const;
     const std::string& reader() const { return reader_; }
     const Bytes& atr() const { return atr_; }
-    bool has_app() const { return has_app_; }
+    bool has_app() const;
     // Why the card has no usable application ("" when it has one).
-    const std::string& app_problem() const { return app_problem_; }
+    std::string app_problem() const;
+    // A card that had no application when it came may have been formatted since (by
+    // `vscardctl format` through another connection): looks again, at most every 250 ms
+    // unless NOW_PLEASE. True when the application is there now (serial() and label() are
+    // then the card's).
+    bool look_for_app(bool now_please = false);
 
     void set_pin_source(std::shared_ptr<PinSource> pins);
 
@@ -74,6 +80,12 @@ public:
     // with the PIN source once and runs FN again.
     template <typename Fn>
     auto run(Fn&& fn) -> decltype(fn(std::declval<pkcs15::CardApp&>()));
+    // As run(), for FN that changes the card: the application is read again first when
+    // another program changed its directory since (so its entries are never overwritten).
+    template <typename Fn>
+    auto run_write(Fn&& fn) -> decltype(fn(std::declval<pkcs15::CardApp&>())) {
+        return run(std::forward<Fn>(fn), true);
+    }
 
     // Tries left without spending one (VERIFY without data).
     card::PinStatus pin_status();
@@ -90,8 +102,11 @@ public:
     std::uint64_t apdu_count() const;
 
 private:
-    std::shared_ptr<void> begin();  // the hold, the application fresh after a reset
-    void verify_locked();           // caller holds mutex_ and the hold
+    template <typename Fn>
+    auto run(Fn&& fn, bool write) -> decltype(fn(std::declval<pkcs15::CardApp&>()));
+    // The hold, the application read again after a reset (or, for WRITE, a change by others).
+    std::shared_ptr<void> begin(bool write = false);
+    void verify_locked();  // caller holds mutex_ and the hold
     [[noreturn]] void gone() const;
 
     std::unique_ptr<CardChannel> channel_;
@@ -101,6 +116,7 @@ private:
     card::ApduLog* log_;
     std::string serial_, label_, app_problem_;
     bool has_app_ = false;
+    std::chrono::steady_clock::time_point last_look_{};
 
     mutable std::recursive_mutex mutex_;
     std::optional<pkcs15::CardApp> app_;
@@ -112,18 +128,23 @@ private:
 
 template <typename Fn>
 auto CardSession::run(Fn&& fn) -> decltype(fn(std::declval<pkcs15::CardApp&>())) {
+    return run(std::forward<Fn>(fn), false);
+}
+
+template <typename Fn>
+auto CardSession::run(Fn&& fn, bool write) -> decltype(fn(std::declval<pkcs15::CardApp&>())) {
     std::lock_guard lock(mutex_);
     bool verified_here = false;
     for (int attempt = 0;; ++attempt) {
         std::shared_ptr<void> hold;
         try {
-            hold = begin();
+            hold = begin(write);
             return fn(*app_);
         } catch (const Error& e) {
             const bool reset = seen_resets_ != channel_->resets();
             if (e.kind() == ErrorKind::Locked && !verified_here && pins_) {
                 verified_here = true;
-                if (!hold) hold = begin();
+                if (!hold) hold = begin(write);
                 verify_locked();
                 continue;
             }

@@ -12,8 +12,7 @@ namespace vscard {
 namespace {
 
 struct Listing {
-    std::vector<pkcs15::DataFile> files;
-    std::map<std::string, std::size_t> sizes;
+    std::vector<pkcs15::DataFile> files;  // labels without the area's prefix
 };
 
 std::vector<std::string> components(const std::string& label) {
@@ -33,7 +32,11 @@ std::vector<std::string> components(const std::string& label) {
 CardAreaStore::CardAreaStore(std::shared_ptr<CardSession> session, Options options)
     : session_(std::move(session)), options_(std::move(options)) {}
 
-std::string CardAreaStore::label_of(const Nodes& nodes, std::uint64_t id) {
+std::string CardAreaStore::label_of(const Nodes& nodes, std::uint64_t id) const {
+    return options_.label_prefix + path_of(nodes, id);
+}
+
+std::string CardAreaStore::path_of(const Nodes& nodes, std::uint64_t id) {
     std::string label;
     for (std::size_t depth = 0; id != kRootId; ++depth) {
         auto it = nodes.find(id);
@@ -58,11 +61,15 @@ std::vector<NodeRow> CardAreaStore::load() {
         if (loaded_) return rows();
     }
     const pkcs15::Area area = options_.area;
+    const std::string& prefix = options_.label_prefix;
     Listing listing = session_->run([&](pkcs15::CardApp& app) {
         Listing l;
-        l.files = app.list(area);
-        for (const auto& f : l.files)
-            if (!f.is_folder() && !f.size) l.sizes[f.label] = app.size(area, f.label);
+        for (auto& f : app.list(area)) {
+            if (f.label.rfind(prefix, 0) != 0 || f.label.size() == prefix.size()) continue;
+            if (!f.is_folder() && !f.size) f.size = app.size(area, f.label);
+            f.label.erase(0, prefix.size());
+            l.files.push_back(std::move(f));
+        }
         return l;
     });
 
@@ -116,7 +123,7 @@ std::vector<NodeRow> CardAreaStore::load() {
                 file.name = parts.back();
                 file.mode = options_.file_mode;
                 file.mtime = file.ctime = options_.time;
-                file.size = f.size ? *f.size : listing.sizes[f.label];
+                file.size = f.size.value_or(0);
                 file.content = next_id_.fetch_add(1);
                 it->second = next_id_.fetch_add(1);
                 nodes_[it->second] = file;
@@ -271,13 +278,15 @@ void CardAreaStore::apply(const AreaChange& change) {
     // Open files whose object goes keep their content until their last close.
     std::map<std::uint64_t, WipedBytes> kept;
     std::size_t done = 0;
-    session_->run([&](pkcs15::CardApp& app) {
-        if (done == 0)
-            for (auto [content, id] : keep_orphan)
-                if (!kept.count(content)) kept[content] = app.read(area, label_of(nodes_, id));
-        for (; done < steps.size(); ++done) steps[done](app);
-        return 0;
-    });
+    // Mode and time changes stay in the model: the card is not asked at all.
+    if (!steps.empty() || !keep_orphan.empty())
+        session_->run_write([&](pkcs15::CardApp& app) {
+            if (done == 0)
+                for (auto [content, id] : keep_orphan)
+                    if (!kept.count(content)) kept[content] = app.read(area, label_of(nodes_, id));
+            for (; done < steps.size(); ++done) steps[done](app);
+            return 0;
+        });
 
     nodes_ = std::move(after);
     for (auto id : new_markers) markers_.insert(id);

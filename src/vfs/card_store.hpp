@@ -35,6 +35,9 @@ public:
         std::uint32_t dir_mode = 0755;
         std::uint32_t file_mode = 0644;
         Timestamp time;  // the mtime of whatever the card does not date
+        // Only objects whose label starts with this belong to the area (it is not part of
+        // the file names): e.g. "secret/" for the key envelopes among application vscard's.
+        std::string label_prefix;
     };
 
     CardAreaStore(std::shared_ptr<CardSession> session, Options options);
@@ -60,8 +63,10 @@ public:
 
 private:
     using Nodes = std::map<std::uint64_t, NodeMeta>;
-    // The label of node ID in NODES ("" for the root); folders without the trailing '/'.
-    static std::string label_of(const Nodes& nodes, std::uint64_t id);
+    // The label of node ID in NODES (the area's prefix for the root); folders without the
+    // trailing '/'.
+    std::string label_of(const Nodes& nodes, std::uint64_t id) const;
+    static std::string path_of(const Nodes& nodes, std::uint64_t id);  // without the prefix
     std::optional<std::uint64_t> owner_of(std::uint64_t content) const;
     std::vector<NodeRow> rows() const;          // caller holds mutex_
     void check_size(std::uint64_t size) const;  // TooBig beyond what an object holds

@@ -12,6 +12,7 @@
 #include "card/apdu.hpp"
 #include "error.hpp"
 #include "log.hpp"
+#include "vfs/card_family_key.hpp"
 #include "vfs/card_store.hpp"
 #include "vfs/card_watch.hpp"
 #include "vfs/secret_policy.hpp"
@@ -22,6 +23,8 @@ namespace {
 constexpr std::uint64_t kRootIno = 1, kVscRootIno = 2, kCardRootIno = 3;
 constexpr int kIdArea = 4;  // inode space of id/ beside the three areas
 constexpr auto kTouchInterval = std::chrono::seconds(30);
+// A card's secret area: key envelopes among application vscard's data objects.
+constexpr const char* kSecretLabelPrefix = "secret/";
 
 // libfuse hides files unlinked while open under this prefix until their last close.
 const std::string kHiddenPrefix = ".fuse_hidden";
@@ -290,6 +293,11 @@ void Vfs::card_removed(const std::string& reader) {
     }
     for (auto& card : gone) {
         card->session->removed();
+        try {
+            options_.secrets->forget(card->target());  // DESIGN §4: wiped on card removal
+        } catch (const Error& e) {
+            log_line(card->target() + ": cannot make the agent forget its PIN: " + e.what());
+        }
         log_line(card->target() + ": removed from '" + reader + "'");
         lock_medium(*card, Error(ErrorKind::Io, card->target() + " was removed from its reader; "
                                                                  "insert it again"));
@@ -297,12 +305,36 @@ void Vfs::card_removed(const std::string& reader) {
     }
 }
 
+void Vfs::look_for_apps(bool now_please) {
+    std::vector<std::shared_ptr<Card>> blank;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& [serial, card] : cards_)
+            if (!card->session->has_app()) blank.push_back(card);
+    }
+    for (auto& card : blank) {
+        if (!card->session->look_for_app(now_please)) continue;
+        // Formatted since it came: it shows under its serial now, as if inserted anew.
+        {
+            std::lock_guard lock(mutex_);
+            auto it = cards_.find(card->name);
+            if (it != cards_.end() && it->second == card) cards_.erase(it);
+        }
+        invalidate({"/card/" + card->name});
+        card_inserted(card->session);
+    }
+}
+
 std::shared_ptr<Vfs::Card> Vfs::find_card(const std::string& serial) {
-    std::lock_guard lock(mutex_);
-    auto it = cards_.find(serial);
-    if (it == cards_.end())
-        throw Error(ErrorKind::NotFound, "no card " + serial + " in any reader");
-    return it->second;
+    for (int attempt = 0;; ++attempt) {
+        {
+            std::lock_guard lock(mutex_);
+            auto it = cards_.find(serial);
+            if (it != cards_.end()) return it->second;
+        }
+        if (attempt > 0) throw Error(ErrorKind::NotFound, "no card " + serial + " in any reader");
+        look_for_apps(true);  // formatted a moment ago?
+    }
 }
 
 std::shared_ptr<Vfs::Vsc> Vfs::find_vsc(const std::string& name) {
@@ -433,35 +465,52 @@ std::shared_ptr<AreaFs> Vfs::vsc_area(Vsc& vsc, Area area) {
 
 std::shared_ptr<AreaFs> Vfs::card_area(Card& card, Area area) {
     auto& fs = card.areas[static_cast<int>(area) - 1];
-    if (area == Area::Secret)
-        throw Error(ErrorKind::NotSupported,
-                    card.target() +
-                        "/secret: keys on a card cannot be shown yet; they stay "
-                        "usable by the card itself");
     if (area == Area::Public) {
         if (!fs) fs = open_card_area(card, Area::Public);
         return fs;
     }
-    // The private area opens once the card has accepted the PIN the agent holds.
+    // Private and secret open once the card has accepted the PIN the agent holds.
     card.session->verify();
     {
         std::lock_guard g(mutex_);
         unlocked_[card.target()] = true;
     }
-    fs = open_card_area(card, Area::Private);
     card.last_touch = std::chrono::steady_clock::now();
+    if (area == Area::Private) {
+        fs = open_card_area(card, Area::Private);
+        return fs;
+    }
+    // The secret area holds key envelopes under the card family's key, which the card keeps
+    // wrapped under its PIN (made on first use).
+    std::optional<SecureBytes> pin = options_.secrets->get(card.target());
+    if (!pin) throw Error(ErrorKind::Locked, card.target() + " was locked meanwhile");
+    SecureBytes family;
+    try {
+        family = card.session->run_write(
+            [&](pkcs15::CardApp& app) { return card_family_key(app, *pin, true); });
+    } catch (const Error& e) {
+        if (e.kind() != ErrorKind::WrongPassword) throw;
+        throw Error(ErrorKind::Locked, card.target() + "/secret: " + e.what());
+    }
+    fs = open_card_area(card, Area::Secret, std::move(family));
     return fs;
 }
 
-std::shared_ptr<AreaFs> Vfs::open_card_area(Card& card, Area area) {
+std::shared_ptr<AreaFs> Vfs::open_card_area(Card& card, Area area,
+                                            std::optional<SecureBytes> family_key) {
     CardAreaStore::Options options;
-    options.area = area == Area::Public ? pkcs15::Area::Public : pkcs15::Area::Private;
+    options.area = area == Area::Public    ? pkcs15::Area::Public
+                   : area == Area::Private ? pkcs15::Area::Private
+                                           : pkcs15::Area::Vscard;
+    if (area == Area::Secret) options.label_prefix = kSecretLabelPrefix;
     options.name = card.prefix(area).substr(1);
     options.time = card.mtime;
     options.dir_mode = area == Area::Public ? 0755 : 0700;
     options.file_mode = area == Area::Public ? 0644 : 0600;
-    auto fs =
-        std::make_shared<AreaFs>(std::make_shared<CardAreaStore>(card.session, options), area);
+    std::shared_ptr<ContentPolicy> policy;
+    if (family_key) policy = std::make_shared<SecretKeyPolicy>(std::move(*family_key));
+    auto fs = std::make_shared<AreaFs>(std::make_shared<CardAreaStore>(card.session, options), area,
+                                       policy);
     if (auto n = fs->remove_leftovers(kHiddenPrefix))
         log_line(card.prefix(area) + ": removed " + std::to_string(n) +
                  " file(s) deleted while open before the card was pulled");
@@ -646,6 +695,7 @@ std::vector<std::pair<std::string, VfsAttr>> Vfs::readdir(const std::string& pat
             return out;
         }
         case Route::CardRoot: {
+            look_for_apps();
             std::lock_guard lock(mutex_);
             for (auto& [serial, card] : cards_)
                 out.emplace_back(serial, synthetic_dir(card->ino_of(0, 1), 0755, card->mtime));

@@ -111,13 +111,17 @@ private:
     Route writable_route(const std::string& path);  // an area path, else EROFS/EACCES
     std::shared_ptr<Vsc> find_vsc(const std::string& name);
     std::shared_ptr<Card> find_card(const std::string& serial);
+    // Cards formatted since they came show under their serial (NOW_PLEASE: a name was asked
+    // for that no card has; else at most every 250 ms).
+    void look_for_apps(bool now_please = false);
     void rescan();
     std::shared_ptr<AreaFs> area_of(Medium& medium, Area area);  // EACCES while locked
     std::shared_ptr<AreaFs> vsc_area(Vsc& vsc, Area area);       // caller holds vsc.mutex
     std::shared_ptr<AreaFs> card_area(Card& card, Area area);    // caller holds card.mutex
     bool area_open(Medium& medium, Area area);
     std::shared_ptr<AreaFs> open_area(Vsc& vsc, Area area, const VscKeys* keys);
-    std::shared_ptr<AreaFs> open_card_area(Card& card, Area area);
+    std::shared_ptr<AreaFs> open_card_area(Card& card, Area area,
+                                           std::optional<SecureBytes> family_key = std::nullopt);
     // FRESH: ask the card for its PIN state now (not just when listing).
     std::map<std::string, std::string> id_files(Medium& medium, bool fresh = false);
     VfsAttr attr(const Medium& medium, Area area, const Attr& a);

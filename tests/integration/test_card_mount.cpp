@@ -77,10 +77,33 @@ TEST_F(CardMount, CardAppearsWithItsIdAndVanishesOnRemoval) {
         ls public >/dev/null)SH");
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
 
+    // Removal also makes the agent forget the card's PIN (DESIGN §4).
+    auto u = rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, std::string(kPin) + "\n");
+    ASSERT_EQ(u.exit_code, 0) << u.err;
     EXPECT_EQ(pcsc->stop_card(0), 0);
     auto vanished = wait_path(card, false);
     std::cout << "card/" << serial << " vanished after " << vanished.count() << " ms\n";
     EXPECT_TRUE(rig->daemon(mnt).running());
+    EXPECT_TRUE(wait_until(
+        [&] { return rig->ctl({"status"}).out.find("card/" + serial) == std::string::npos; }, 5s))
+        << rig->ctl({"status"}).out;
+}
+
+TEST_F(CardMount, ABlankCardFormattedWhileMountedShowsUnderItsSerial) {
+    pcsc->start_card(0, pcsc->dir() / "card0.img");
+    mnt = rig->mount();
+    ASSERT_TRUE(wait_until([&] { return !std::filesystem::is_empty(mnt / "card"); }, 10s));
+    auto before = sh("ls $M/card/*/ && ! ls -d $M/card/*/public 2>/dev/null");
+    EXPECT_EQ(before.exit_code, 0) << before.out << before.err;  // id/ only
+    auto r = rig->ctl({"format", pcsc->reader(0), "--pin-stdin"}, std::string(kPin) + "\n");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("serial ([0-9a-f]+)"))) << r.out;
+    const std::string serial = m[1];
+    auto after = sh("test -d $M/card/" + serial + " && ls $M/card/ | grep -qx " + serial +
+                    " && test \"$(cat $M/card/" + serial + "/id/type)\" = pkcs15 && ls $M/card/" +
+                    serial + "/public");
+    EXPECT_EQ(after.exit_code, 0) << after.out << after.err;
 }
 
 TEST_F(CardMount, AreasWorkAndRsyncCarriesThemToAVscAndOntoANewCard) {
@@ -124,6 +147,18 @@ TEST_F(CardMount, AreasWorkAndRsyncCarriesThemToAVscAndOntoANewCard) {
         rsync -a $C/public $C/private $V/
         diff -r $C/public $V/public
         diff -r $C/private $V/private)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    // Keys: a PEM key written into the card's secret/ becomes an envelope under the family
+    // key the card and its VSC share, so the envelope moves to the VSC and reads the same.
+    r = sh("C=$M/card/" + serial + "; V=$M/vsc/" + serial + R"SH(
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $T/key.pem 2>/dev/null
+        cp $T/key.pem $C/secret/signing
+        grep -q "VSCARD KEY ENVELOPE" $C/secret/signing
+        ! grep -q "PRIVATE KEY" $C/secret/signing
+        test -s $C/secret/signing.pub
+        rsync -a $C/secret $V/
+        diff -r $C/secret $V/secret)SH");
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
 
     // VSC -> a new blank card, with --delete after edits on the VSC side.

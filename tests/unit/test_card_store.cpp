@@ -7,6 +7,7 @@
 #include "store_test_util.hpp"
 #include "test_media.hpp"
 #include "vfs/area_fs.hpp"
+#include "vfs/card_family_key.hpp"
 #include "vfs/card_session.hpp"
 #include "vfs/card_store.hpp"
 
@@ -190,6 +191,50 @@ TEST(CardStoreFull, OpenWithTruncateThenTooMuchKeepsThePreviousContent) {
     auto app = a.open();
     EXPECT_EQ(testing::bytes_of(app.read(pkcs15::Area::Public, "keep")),
               Bytes({'k', 'e', 'e', 'p'}));
+}
+
+TEST_F(CardStoreTest, ObjectsAnotherProgramWroteMeanwhileAreNeverOverwritten) {
+    auto fs = insert();
+    put(*fs, "mine-1", "1");
+    {
+        // Another program (its own connection) adds an object to the same DODF.
+        TestCard other(card_.emu.image().clone());
+        card::Emulator& shared = card_.emu;
+        testing::EmulatorLink link(shared);
+        pkcs15::OpenOptions o;
+        o.caps = card::caps_from_atr(shared.atr());
+        auto app = pkcs15::CardApp::open(link, o);
+        app.verify_pin(bv(kPin));
+        app.write(pkcs15::Area::Public, "theirs", bv("theirs"));
+    }
+    put(*fs, "mine-2", "2");
+    auto a = app();
+    std::vector<std::string> labels;
+    for (const auto& f : a.list(pkcs15::Area::Public)) labels.push_back(f.label);
+    std::sort(labels.begin(), labels.end());
+    EXPECT_EQ(labels, (std::vector<std::string>{"mine-1", "mine-2", "theirs"}));
+}
+
+TEST(CardFamilyKey, WrapsUnderThePinAndTheSerial) {
+    const SecureBytes key = secure_from("0123456789abcdef0123456789abcdef");
+    Bytes wrapped = wrap_family_key(key, bv("1234"), "serial-1", std::chrono::milliseconds(5));
+    EXPECT_EQ(unwrap_family_key(wrapped, bv("1234"), "serial-1"), key);
+    EXPECT_VSC_ERROR(ErrorKind::WrongPassword, EACCES,
+                     unwrap_family_key(wrapped, bv("4321"), "serial-1"));
+    EXPECT_VSC_ERROR(ErrorKind::WrongPassword, EACCES,
+                     unwrap_family_key(wrapped, bv("1234"), "serial-2"));
+    wrapped[7] ^= 0xff;  // N
+    EXPECT_THROW(unwrap_family_key(wrapped, bv("1234"), "serial-1"), Error);
+    EXPECT_VSC_ERROR(ErrorKind::Corrupt, EIO, unwrap_family_key(bv("not a key"), bv("1"), "s"));
+}
+
+TEST_F(CardStoreTest, FamilyKeyIsMadeOnceAndReadBack) {
+    auto a = app();
+    SecureBytes first = card_family_key(a, bv(kPin), true, std::chrono::milliseconds(5));
+    EXPECT_EQ(card_family_key(a, bv(kPin), false), first);
+    auto b = app();  // a new session reads it from the card
+    EXPECT_EQ(card_family_key(b, bv(kPin), true), first);
+    EXPECT_FALSE(b.find(pkcs15::Area::Private, kFamilyKeyLabel));  // not among the user's files
 }
 
 TEST_F(CardStoreTest, PinIsAskedForWhenTheCardWantsItAndAWrongOneIsForgotten) {
