@@ -70,6 +70,9 @@ Error system_error(const std::string& what, int err) {
         case EROFS:
             kind = ErrorKind::ReadOnly;
             break;
+        case ENOTSUP:
+            kind = ErrorKind::NotSupported;
+            break;
         case ECONNREFUSED:
         case ENOTCONN:
             kind = ErrorKind::Unavailable;
