@@ -40,6 +40,12 @@ std::filesystem::path agent_socket(const std::optional<std::string>& option) {
     return runtime / "vscard" / "agent.sock";
 }
 
+std::filesystem::path mount_dir(const std::optional<std::string>& option) {
+    if (option && !option->empty()) return *option;
+    if (auto m = env("VSCARD_MOUNT")) return *m;
+    return home_dir() / "Cards";
+}
+
 std::chrono::milliseconds parse_duration_ms(const std::string& text) {
     const std::string forms =
         "use a number of seconds or a suffix ms, s, m, h or d (e.g. 90s, 15m, 2h)";

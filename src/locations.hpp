@@ -14,6 +14,10 @@ std::filesystem::path store_dir(const std::optional<std::string>& option);
 // (falls back to /run/user/UID when XDG_RUNTIME_DIR is unset).
 std::filesystem::path agent_socket(const std::optional<std::string>& option);
 
+// Where the cards are mounted, for commands that work through the mount:
+// --mount DIR, else $VSCARD_MOUNT, else ~/Cards (vscard-mountd's default).
+std::filesystem::path mount_dir(const std::optional<std::string>& option);
+
 // "90", "90s", "15m", "2h", "1d", "250ms". Throws Error(Usage) with the accepted forms.
 std::chrono::milliseconds parse_duration_ms(const std::string& text);
 std::chrono::seconds parse_duration(const std::string& text);  // whole seconds
