@@ -17,6 +17,7 @@
 #include "pkcs15/card_app.hpp"
 #include "store/vsc_file.hpp"
 #include "vfs/card_family_key.hpp"
+#include "target.hpp"
 #include "vscard/version.hpp"
 
 using namespace vscard;
@@ -35,27 +36,8 @@ std::string format_duration(std::chrono::seconds s) {
     return std::to_string(v) + "s";
 }
 
-// A TARGET of DESIGN §7: vsc/NAME or card/SERIAL.
-struct Target {
-    bool card = false;
-    std::string name;  // the VSC's name or the card's serial
-    std::string text() const { return (card ? "card/" : "vsc/") + name; }
-};
-
-Target target_of(std::string target) {
-    while (target.size() > 1 && target.back() == '/') target.pop_back();
-    if (target.rfind("vsc/", 0) == 0 && target.size() > 4) {
-        std::string name = target.substr(4);
-        VscFile::validate_name(name);
-        return {false, name};
-    }
-    if (target.rfind("card/", 0) == 0 && target.size() > 5 &&
-        target.find('/', 5) == std::string::npos)
-        return {true, target.substr(5)};
-    throw Error(ErrorKind::Usage, "'" + target +
-                                      "' is not a target; use vsc/NAME or card/SERIAL (see "
-                                      "'vscardctl list' and 'vscardctl readers')");
-}
+using tools::Target;
+using tools::target_of;
 
 // TARGET must be a VSC here; returns its NAME.
 std::string vsc_name_of(const std::string& target) {
