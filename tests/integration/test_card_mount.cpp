@@ -6,55 +6,14 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
-#include <regex>
 
-#include "pcsc_rig.hpp"
-#include "rig.hpp"
+#include "card_rig.hpp"
 
 namespace vscard::test {
 namespace {
 
-constexpr const char* kPin = "123456";
-
-class CardMount : public ::testing::Test {
-protected:
-    void SetUp() override {
-        if (auto why = pcsc_rig_unavailable()) GTEST_SKIP() << *why;
-        pcsc = std::make_unique<PcscRig>();
-        rig = std::make_unique<Rig>();
-        rig->use_pcsc(pcsc->client_options());
-    }
-
-    // A blank emulated card in SLOT, formatted with kPin; returns its serial.
-    std::string formatted_card(int slot, std::vector<std::string> emu_args = {}) {
-        pcsc->start_card(slot, pcsc->dir() / ("card" + std::to_string(slot) + ".img"),
-                         std::move(emu_args));
-        auto r = rig->ctl({"format", pcsc->reader(slot), "--pin-stdin"}, std::string(kPin) + "\n");
-        EXPECT_EQ(r.exit_code, 0) << r.err;
-        std::smatch m;
-        if (!std::regex_search(r.out, m, std::regex("serial ([0-9a-f]+)")))
-            throw std::runtime_error("no serial in: " + r.out);
-        return m[1];
-    }
-
-    // Waits until PATH exists (or not); returns how long that took.
-    std::chrono::milliseconds wait_path(const std::filesystem::path& path, bool present,
-                                        std::chrono::milliseconds timeout = 10s) {
-        auto start = std::chrono::steady_clock::now();
-        bool ok = wait_until([&] { return std::filesystem::exists(path) == present; }, timeout);
-        EXPECT_TRUE(ok) << path << (present ? " did not appear" : " did not vanish");
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::steady_clock::now() - start);
-    }
-
-    RunResult sh(const std::string& script) { return rig->sh(script, mnt); }
-
-    std::unique_ptr<PcscRig> pcsc;
-    std::unique_ptr<Rig> rig;
-    std::filesystem::path mnt;
-};
+using CardMount = CardRigTest;
 
 TEST_F(CardMount, CardAppearsWithItsIdAndVanishesOnRemoval) {
     const std::string serial = formatted_card(0);
