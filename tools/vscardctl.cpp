@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "agent_client.hpp"
+#include "backup.hpp"
 #include "card/iso7816.hpp"
 #include "card/pcsc.hpp"
 #include "card/personalize.hpp"
@@ -448,6 +449,8 @@ int main(int argc, char** argv) {
     check->add_flag("--password-stdin", pw_stdin,
                     "read the password from standard input to check private and secret too");
 
+    tools::BackupCommands backups(app);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -469,6 +472,7 @@ int main(int argc, char** argv) {
         if (*check) return cmd_check(c, target, pw_stdin);
         if (*readers) return cmd_readers();
         if (*format) return cmd_format(reader, card_label, pw_stdin);
+        if (backups.selected()) return backups.run();
     } catch (const Error& e) {
         std::cerr << "vscardctl: " << e.what() << "\n";
         return exit_code_of(e.kind());
