@@ -119,8 +119,8 @@ Side side_of(const fs::path& mount, const std::string& text, const std::string& 
                 "no " + t.text() + " in " + (mount / "vsc").string() + "; see 'vscardctl list'");
 }
 
-// AREA of SIDE, scanned; nullopt (with a note) when SIDE does not offer it (a card's
-// secret/ so far). A locked area is an error that says how to unlock it.
+// AREA of SIDE, scanned; nullopt (with a note) when SIDE does not offer it. A locked area is
+// an error that says how to unlock it.
 std::optional<backup::Node> scan_area(const Side& side, const std::string& area,
                                       std::vector<std::string>& notes) {
     try {
@@ -132,11 +132,7 @@ std::optional<backup::Node> scan_area(const Side& side, const std::string& area,
                                                side.text() + "', then run this again");
         if (e.kind() == ErrorKind::NotSupported ||
             (e.kind() == ErrorKind::NotFound && area == "secret")) {
-            notes.push_back(area + "/ skipped: " + where + " cannot be listed (" +
-                            (e.kind() == ErrorKind::NotSupported
-                                 ? "keys on a card are not shown as files yet"
-                                 : "it does not exist") +
-                            ")");
+            notes.push_back(area + "/ skipped: " + where + " cannot be listed (" + e.what() + ")");
             return std::nullopt;
         }
         if (e.kind() == ErrorKind::NotFound)

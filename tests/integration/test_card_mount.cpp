@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <regex>
 
 #include "card_rig.hpp"
 
