@@ -32,10 +32,7 @@ void harden() {
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     rlimit none{0, 0};
     ::setrlimit(RLIMIT_CORE, &none);
-#ifdef VSCARD_SANITIZE
-    // AddressSanitizer reserves terabytes of shadow memory that mlockall would try to pin.
-    log_line("note: sanitizer build: memory not locked; secret buffers are locked one by one");
-#else
+#ifndef VSCARD_SANITIZE  // ASan's shadow memory: terabytes of address space not to be pinned
     if (::mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
         log_line(std::string("note: cannot lock all memory (mlockall: ") + std::strerror(errno) +
                  "); secret buffers are still locked one by one");

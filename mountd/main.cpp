@@ -76,6 +76,11 @@ int serve(const Options& opt, int report) {
     std::vector<char*> argv;
     for (auto& s : argv_store) argv.push_back(s.data());
     fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+    // fuse_new copies the arguments it adds to; they are freed on every way out.
+    struct ArgsGuard {
+        fuse_args& a;
+        ~ArgsGuard() { fuse_opt_free_args(&a); }
+    } args_guard{args};
 
     auto vfs = std::make_unique<Vfs>(VfsOptions{store, agent, nullptr, !opt.no_pcsc});
     struct fuse* fuse = fuse_new(&args, &mountd::fuse_ops(), sizeof(fuse_operations), vfs.get());
