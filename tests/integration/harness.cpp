@@ -275,6 +275,10 @@ int Process::exit_code() const {
     return exited_ && WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
 }
 
+bool Process::core_dumped() const {
+    return exited_ && WIFSIGNALED(status_) && WCOREDUMP(status_);
+}
+
 int Process::term_signal() const {
     return exited_ && WIFSIGNALED(status_) ? WTERMSIG(status_) : 0;
 }

@@ -70,6 +70,8 @@ public:
     int exit_code() const;
     // Signal that ended the process, or 0.
     int term_signal() const;
+    // Whether the kernel wrote a core dump (to a file or a core_pattern pipe) when it died.
+    bool core_dumped() const;
     // What the process wrote so far (also while it runs).
     std::string out() const;
     std::string err() const;

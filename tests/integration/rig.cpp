@@ -74,14 +74,17 @@ void Rig::lock(const std::string& name) {
     if (r.exit_code != 0) throw std::runtime_error("vscardctl lock failed: " + r.err);
 }
 
-std::filesystem::path Rig::mount(const std::filesystem::path& store, const std::string& name) {
+std::filesystem::path Rig::mount(const std::filesystem::path& store, const std::string& name,
+                                 std::vector<std::string> extra_args) {
     auto point = dir_ / name;
     std::filesystem::create_directories(point);
     ProcessOptions o = options(store);
     o.stderr_file = log(name);
-    std::vector<std::string> args{"-f", point.string()};
-    if (!pcsc_) args.insert(args.begin(), "--no-pcsc");
-    auto daemon = std::make_unique<Process>("vscard-mountd", args, o);
+    std::vector<std::string> args{"-f"};
+    if (!pcsc_) args.push_back("--no-pcsc");
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    args.push_back(point.string());
+    auto daemon = std::make_unique<Process>("vscard-mountd", std::move(args), o);
     if (!wait_until([&] { return is_mounted(point) || !daemon->running(); }, 10s) ||
         !is_mounted(point))
         throw std::runtime_error("vscard-mountd did not mount: " + read_text(log(name)));

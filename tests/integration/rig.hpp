@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "harness.hpp"
 
@@ -36,12 +37,15 @@ public:
     void unlock(const std::string& name, const std::string& password);
     void lock(const std::string& name);
 
-    // Mounts STORE (default: the rig's) on a fresh directory and returns it.
+    // Mounts STORE (default: the rig's) on a fresh directory and returns it; EXTRA_ARGS go
+    // to vscard-mountd (e.g. --debug).
     std::filesystem::path mount(const std::filesystem::path& store = {},
-                                const std::string& name = "mnt");
+                                const std::string& name = "mnt",
+                                std::vector<std::string> extra_args = {});
     void unmount(const std::filesystem::path& mountpoint);
     // The daemon of a mount, e.g. to kill it.
     Process& daemon(const std::filesystem::path& mountpoint);
+    Process& agent() { return *agent_; }
 
     // Runs a bash script with `set -euo pipefail`, the rig's environment and $M = MOUNTPOINT.
     RunResult sh(const std::string& script, const std::filesystem::path& mountpoint = {});
