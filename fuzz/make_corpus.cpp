@@ -165,6 +165,15 @@ void card_file_seeds(const Session& s) {
     }
 }
 
+// Records of (answer number, byte offset, xor value) for fuzz_card_app: none, and a few
+// single corruptions spread over the session.
+void card_app_seeds() {
+    put("card_app", "none", Bytes{0x00, 0x00, 0x00, 0x00});
+    for (std::uint8_t n = 0; n < 48; n += 6)
+        put("card_app", "answer-" + std::to_string(n), Bytes{n, 0x00, 0x02, 0x01});
+    put("card_app", "truncated", Bytes{0x03, 0xFF, 0xFF, 0x81});
+}
+
 void agent_seeds() {
     using agent::Message;
     using agent::Op;
@@ -283,6 +292,7 @@ int main(int argc, char** argv) {
         apdu_seeds(session);
         emulator_seeds(session);
         card_file_seeds(session);
+        card_app_seeds();
         agent_seeds();
         key_seeds();
         vsc_seeds();
