@@ -172,6 +172,9 @@ void card_app_seeds() {
     for (std::uint8_t n = 0; n < 48; n += 6)
         put("card_app", "answer-" + std::to_string(n), Bytes{n, 0x00, 0x02, 0x01});
     put("card_app", "truncated", Bytes{0x03, 0xFF, 0xFF, 0x81});
+    Bytes many;  // room for the fuzzer to grow inputs: 32 records that change nothing
+    for (std::uint8_t n = 0; n < 64; n += 2) many.insert(many.end(), {n, 0x00, n, 0x00});
+    put("card_app", "many", many);
 }
 
 void agent_seeds() {
