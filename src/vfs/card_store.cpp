@@ -289,6 +289,7 @@ void CardAreaStore::apply(const AreaChange& change) {
         });
 
     nodes_ = std::move(after);
+    if (!steps.empty()) space_.reset();
     for (auto id : new_markers) markers_.insert(id);
     for (auto id : gone_markers) markers_.erase(id);
     for (auto id : change.deleted_nodes) markers_.erase(id);
@@ -336,14 +337,20 @@ void CardAreaStore::check_size(std::uint64_t size) const {
 }
 
 SpaceInfo CardAreaStore::space() {
-    auto personalizer = card::personalizer_for(session_->atr());
-    if (!personalizer) return {};
-    auto memory =
-        session_->run([&](pkcs15::CardApp& app) { return personalizer->memory(app.iso()); });
-    if (!memory) return {};
-    return {memory->capacity, memory->available};
+    {
+        std::lock_guard lock(mutex_);
+        if (space_) return *space_;
+    }
+    SpaceInfo info;
+    if (auto personalizer = card::personalizer_for(session_->atr())) {
+        auto memory =
+            session_->run([&](pkcs15::CardApp& app) { return personalizer->memory(app.iso()); });
+        if (memory) info = {memory->capacity, memory->available};
+    }
+    std::lock_guard lock(mutex_);
+    space_ = info;  // asked again after the next change (tools call statfs often)
+    return info;
 }
-
 void CardAreaStore::drop_unreferenced(const std::vector<std::uint64_t>& live_contents) {
     std::set<std::uint64_t> live(live_contents.begin(), live_contents.end());
     std::lock_guard lock(mutex_);

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -77,6 +78,7 @@ private:
     Nodes nodes_;                                  // the model as on the card
     std::set<std::uint64_t> markers_;              // folders with a "dir/" object of their own
     std::map<std::uint64_t, WipedBytes> orphans_;  // content of objects removed while open
+    std::optional<SpaceInfo> space_;               // the card's memory as last asked
     bool loaded_ = false;  // the model is built once: load() afterwards returns it
     std::atomic<std::uint64_t> next_id_{16};
 };

@@ -220,5 +220,94 @@ TEST_F(CardMount, FullCardLeavesPreviousContentAndRemovalIsAnIoError) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// DESIGN §5: the directory is read once per insertion; listing again sends no APDU.
+TEST_F(CardMount, ListingAgainSendsNoApdu) {
+    const std::string serial = formatted_card(0, {"--verbose"});
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
+    auto r = sh("C=$M/card/" + serial + R"SH(
+        mkdir -p $C/public/a/b
+        for i in 1 2 3 4 5; do echo $i > $C/public/a/b/f$i; echo $i > $C/public/f$i; done
+        ls -lR $C/public > /dev/null)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = sh("df $M/card/" + serial + "/public > /dev/null");  // memory asked once, then known
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto apdus = [&] {
+        auto log = read_text(pcsc->card_log(0));
+        std::size_t n = 0;
+        for (std::size_t at = 0; (at = log.find(" > ", at)) != std::string::npos; ++at) ++n;
+        return n;
+    };
+    const std::size_t before = apdus();
+    r = sh("ls -lR $M/card/" + serial + "/public > /dev/null; df $M/card/" + serial +
+           "/public > /dev/null; find $M/card/" + serial + "/public -type f | wc -l");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "10\n");
+    EXPECT_EQ(apdus(), before) << "APDUs sent by a second listing";
+    // Reading the files once costs APDUs; reading them again does not.
+    r = sh("cat $M/card/" + serial + "/public/f* > /dev/null");
+    const std::size_t after_read = apdus();
+    r = sh("echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; cat $M/card/" + serial +
+           "/public/f* > /dev/null");
+    EXPECT_EQ(apdus(), after_read) << "APDUs sent by reading cached files again";
+}
+
+TEST_F(CardMount, RemovalDuringAnRsyncLeavesBothSidesConsistent) {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
+    auto r = sh(R"SH(
+        mkdir -p $T/src
+        for i in $(seq 1 40); do head -c 700 /dev/urandom > $T/src/f$i; done)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // rsync into the card while the card is pulled out half-way.
+    ProcessOptions o = rig->options();
+    o.env["M"] = mnt.string();
+    Process rsync("bash",
+                  {"-c", "rsync -a " + (rig->dir() / "src").string() + "/ $M/card/" + serial +
+                             "/public/dst/ 2>&1; echo rsync-exit=$?"},
+                  o);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return std::filesystem::exists(mnt / "card" / serial / "public" / "dst" / "f5") ||
+                   !rsync.running();
+        },
+        20s));
+    EXPECT_EQ(pcsc->stop_card(0), 0);
+    ASSERT_TRUE(rsync.wait(30s));
+    EXPECT_NE(rsync.out().find("rsync-exit="), std::string::npos);
+    EXPECT_EQ(rsync.out().find("rsync-exit=0\n"), std::string::npos)
+        << "rsync finished before the card was pulled: " << rsync.out();
+    EXPECT_TRUE(rig->daemon(mnt).running());
+
+    // Back in: every file on the card is whole (equal to its source), the card's structure
+    // reads cleanly (OpenSC too), and a new rsync completes the copy.
+    pcsc->start_card(0, pcsc->dir() / "card0.img");
+    wait_path(mnt / "card" / serial, true);
+    ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
+    r = sh("cd $M/card/" + serial + R"SH(/public/dst
+        for f in *; do case $f in .*) continue;; esac; cmp $f $T/src/$f; done
+        rsync -a $T/src/ ./
+        diff -r $T/src .)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    auto listed = pcsc->run_in_rig("pkcs15-tool", {"--list-data-objects"});
+    EXPECT_EQ(listed.exit_code, 0) << listed.err;
+}
+
+TEST_F(CardMount, TheMountOutlivesAPcscdRestart) {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    pcsc->restart_pcscd();
+    // The card comes back as a new insertion once pcscd is reachable again.
+    EXPECT_TRUE(
+        wait_until([&] { return sh("cat $M/card/" + serial + "/id/serial").exit_code == 0; }, 15s));
+    EXPECT_TRUE(rig->daemon(mnt).running());
+    auto r = sh("ls $M/card/" + serial + "/public");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 }  // namespace
 }  // namespace vscard::test
