@@ -17,8 +17,8 @@
 #include "password_input.hpp"
 #include "pkcs15/card_app.hpp"
 #include "store/vsc_file.hpp"
-#include "vfs/card_family_key.hpp"
 #include "target.hpp"
+#include "vfs/card_family_key.hpp"
 #include "vscard/version.hpp"
 
 using namespace vscard;
@@ -332,7 +332,45 @@ int cmd_status(const Common& c) {
     return 0;
 }
 
+// The agent may hold the old secret: replace it so the mount keeps working.
+void update_agent(const Common& c, const std::string& target, const SecureBytes& secret) {
+    AgentClient agent(agent_socket(c.agent));
+    if (!agent.reachable()) return;
+    for (auto& e : agent.status())
+        if (e.target == target) agent.put(e.target, secret, e.expires_in);
+}
+
+// A card's PIN, and the family key wrapped under it (DESIGN §5).
+int passwd_card(const Common& c, const Target& t, bool pw_stdin) {
+    InsertedCard card = find_card(t.name);
+    SecureBytes old_pin = read_password(pw_stdin, "Current PIN of " + t.text() + ": ", false);
+    SecureBytes new_pin = read_password(pw_stdin, "New PIN of " + t.text() + ": ", true);
+    try {
+        change_card_pin(*card.app, old_pin, new_pin);
+    } catch (const card::PinError& e) {
+        pin_refused(t.text(), e);
+    }
+    card.app->logout();
+    update_agent(c, t.text(), new_pin);
+    std::cout << "PIN of " << t.text() << " changed";
+    std::string assigned;
+    for (const auto& name : vsc_names(store_dir(c.store))) {
+        try {
+            if (VscFile::open(VscFile::path_for(store_dir(c.store), name))->assigned_card() ==
+                t.name)
+                assigned = name;
+        } catch (const Error&) {
+        }
+    }
+    if (!assigned.empty())
+        std::cout << "; vsc/" << assigned << " keeps the old PIN as its password until "
+                  << "'vscardctl passwd vsc/" << assigned << "'";
+    std::cout << "\n";
+    return 0;
+}
+
 int cmd_passwd(const Common& c, const std::string& target, bool pw_stdin) {
+    if (Target t = target_of(target); t.card) return passwd_card(c, t, pw_stdin);
     std::string name = vsc_name_of(target);
     auto file = open_vsc(c, name);
     SecureBytes old_pw = read_password(pw_stdin, "Current password for vsc/" + name + ": ", false);
@@ -345,12 +383,7 @@ int cmd_passwd(const Common& c, const std::string& target, bool pw_stdin) {
                         "wrong current password for vsc/" + name + "; nothing was changed");
         throw;
     }
-    // The agent may hold the old password: replace it so the mount keeps working.
-    AgentClient agent(agent_socket(c.agent));
-    if (agent.reachable()) {
-        for (auto& e : agent.status())
-            if (e.target == "vsc/" + name) agent.put(e.target, new_pw, e.expires_in);
-    }
+    update_agent(c, "vsc/" + name, new_pw);
     std::cout << "password of vsc/" << name << " changed\n";
     return 0;
 }
@@ -430,7 +463,7 @@ int main(int argc, char** argv) {
     auto* status = app.add_subcommand("status", "show the agent and what is unlocked");
 
     auto* passwd = app.add_subcommand("passwd", "change the password of TARGET");
-    passwd->add_option("TARGET", target, "vsc/NAME")->required();
+    passwd->add_option("TARGET", target, "vsc/NAME, or card/SERIAL (its PIN)")->required();
     passwd->add_flag("--password-stdin", pw_stdin,
                      "read the current password, then the new one, from standard input");
 

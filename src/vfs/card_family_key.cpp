@@ -9,6 +9,8 @@ namespace vscard {
 namespace {
 
 constexpr std::string_view kMagic = "VSCFK\x01";
+// The family key wrapped under the next PIN while the PIN changes (change_card_pin).
+constexpr std::string_view kNextLabel = "family-key.next";
 
 void put_be(Bytes& out, std::uint64_t v, int bytes) {
     for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
@@ -68,12 +70,34 @@ SecureBytes card_family_key(pkcs15::CardApp& app, ByteView pin, bool create,
     const std::string serial = app.serial();
     if (app.find(pkcs15::Area::Vscard, kFamilyKeyLabel)) {
         WipedBytes wrapped = app.read(pkcs15::Area::Vscard, kFamilyKeyLabel);
-        return unwrap_family_key(wrapped, pin, serial);
+        try {
+            return unwrap_family_key(wrapped, pin, serial);
+        } catch (const Error& e) {
+            // A PIN change interrupted after the PIN itself changed: the key is in the next
+            // object, wrapped under the PIN the card has now.
+            if (e.kind() != ErrorKind::WrongPassword || !app.find(pkcs15::Area::Vscard, kNextLabel))
+                throw;
+            WipedBytes next = app.read(pkcs15::Area::Vscard, kNextLabel);
+            return unwrap_family_key(next, pin, serial);
+        }
     }
     if (!create) throw Error(ErrorKind::NotFound, "card " + serial + " has no family key yet");
     SecureBytes key = crypto::random_key();
     app.write(pkcs15::Area::Vscard, kFamilyKeyLabel, wrap_family_key(key, pin, serial, kdf_target));
     return key;
+}
+
+void change_card_pin(pkcs15::CardApp& app, ByteView old_pin, ByteView new_pin,
+                     std::chrono::milliseconds kdf_target) {
+    app.verify_pin(old_pin);
+    std::optional<SecureBytes> family;
+    if (app.find(pkcs15::Area::Vscard, kFamilyKeyLabel))
+        family = card_family_key(app, old_pin, false);
+    if (family)
+        app.write(pkcs15::Area::Vscard, kNextLabel,
+                  wrap_family_key(*family, new_pin, app.serial(), kdf_target));
+    app.change_pin(old_pin, new_pin);
+    if (family) app.rename(pkcs15::Area::Vscard, kNextLabel, kFamilyKeyLabel);
 }
 
 }  // namespace vscard

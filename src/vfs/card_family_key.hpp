@@ -27,4 +27,12 @@ SecureBytes unwrap_family_key(ByteView wrapped, ByteView pin, std::string_view s
 SecureBytes card_family_key(pkcs15::CardApp& app, ByteView pin, bool create,
                             std::chrono::milliseconds kdf_target = std::chrono::milliseconds(250));
 
+// Changes the card's PIN from OLD_PIN to NEW_PIN (verified with OLD_PIN first) and rewraps its
+// family key, in an order that never strands the key: the key wrapped under NEW_PIN is written
+// beside the old one first, then the PIN changes, then the new object replaces the old. After
+// an interruption between those steps, card_family_key() still opens the key with the PIN the
+// card has.
+void change_card_pin(pkcs15::CardApp& app, ByteView old_pin, ByteView new_pin,
+                     std::chrono::milliseconds kdf_target = std::chrono::milliseconds(250));
+
 }  // namespace vscard

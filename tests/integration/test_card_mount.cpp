@@ -309,5 +309,31 @@ TEST_F(CardMount, TheMountOutlivesAPcscdRestart) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+TEST_F(CardMount, PasswdChangesThePinAndKeepsTheKeys) {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
+    auto r = sh("C=$M/card/" + serial + R"SH(
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $T/k.pem 2>/dev/null
+        cp $T/k.pem $C/secret/k
+        cp $C/secret/k $T/envelope)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto p = rig->ctl({"passwd", "card/" + serial, "--password-stdin"},
+                      std::string(kPin) + "\n654321\n");
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+    // The agent got the new PIN: the mount goes on working; a new unlock needs the new PIN.
+    r = sh("cmp $M/card/" + serial + "/secret/k $T/envelope");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    rig->ctl({"lock", "card/" + serial});
+    auto old_pin =
+        rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, std::string(kPin) + "\n");
+    EXPECT_EQ(old_pin.exit_code, 3) << old_pin.err;
+    auto new_pin = rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, "654321\n");
+    ASSERT_EQ(new_pin.exit_code, 0) << new_pin.err;
+    r = sh("cmp $M/card/" + serial + "/secret/k $T/envelope");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 }  // namespace
 }  // namespace vscard::test

@@ -237,6 +237,41 @@ TEST_F(CardStoreTest, FamilyKeyIsMadeOnceAndReadBack) {
     EXPECT_FALSE(b.find(pkcs15::Area::Private, kFamilyKeyLabel));  // not among the user's files
 }
 
+TEST_F(CardStoreTest, PinChangeRewrapsTheFamilyKeyAndSurvivesInterruption) {
+    SecureBytes key;
+    {
+        auto a = app();
+        key = card_family_key(a, bv(kPin), true, std::chrono::milliseconds(5));
+    }
+    // Pulled out at every APDU of the change: afterwards the key opens with whichever PIN
+    // the card has.
+    for (std::size_t cut = 0;; ++cut) {
+        SCOPED_TRACE("cut after " + std::to_string(cut));
+        card_.link.reinsert();
+        auto a = card_.open();
+        card_.link.cut_after(cut, cut % 2 == 1);
+        bool done = true;
+        try {
+            change_card_pin(a, bv(kPin), bv("5678"), std::chrono::milliseconds(5));
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::Io) << e.what();
+            done = false;
+        }
+        card_.link.reinsert();
+        auto b = card_.open();
+        std::string pin(kPin);
+        try {
+            b.verify_pin(bv(pin));
+        } catch (const card::PinError&) {
+            pin = "5678";
+            b.verify_pin(bv(pin));
+        }
+        EXPECT_EQ(card_family_key(b, bv(pin), false), key);
+        if (pin == "5678") change_card_pin(b, bv(pin), bv(kPin), std::chrono::milliseconds(5));
+        if (done) break;
+    }
+}
+
 TEST_F(CardStoreTest, PinIsAskedForWhenTheCardWantsItAndAWrongOneIsForgotten) {
     auto fs = insert(pkcs15::Area::Public, "9999");  // a wrong PIN in the source
     EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, put(*fs, "f", "data"));
