@@ -293,7 +293,26 @@ int cmd_readers() {
     return 0;
 }
 
-int cmd_format(const std::string& reader, const std::string& label, bool pin_stdin) {
+// The family key of vsc/NAME, which must be unlocked (its password in the agent).
+SecureBytes vsc_family_key(const Common& c, const std::string& name) {
+    auto file = open_vsc(c, name);
+    AgentClient agent(agent_socket(c.agent));
+    require_agent(agent);
+    auto password = agent.get("vsc/" + name);
+    if (!password)
+        throw Error(ErrorKind::Locked, "vsc/" + name +
+                                           " is locked; unlock it with 'vscardctl "
+                                           "unlock vsc/" +
+                                           name + "' first");
+    return file->unlock(*password).family_key;
+}
+
+int cmd_format(const Common& c, const std::string& reader, const std::string& label, bool pin_stdin,
+               const std::optional<std::string>& for_vsc) {
+    // A card made to take a VSC's keys gets the VSC's family key (checked before anything
+    // is written to the card).
+    std::optional<SecureBytes> family;
+    if (for_vsc) family = vsc_family_key(c, vsc_name_of("vsc/" + *for_vsc));
     std::string name = reader_named(reader);
     card::Card card(name);
     card::Transaction hold(card);
@@ -308,9 +327,12 @@ int cmd_format(const std::string& reader, const std::string& label, bool pin_std
     pkcs15::FormatOptions options;
     options.caps = card::caps_from_atr(card.atr());
     auto app = pkcs15::format(card, *personalizer, label, pin, options);
+    if (family) set_card_family_key(app, *family, pin);
     app.logout();  // formatting verified the PIN: the card must not stay open
     std::cout << "formatted the card in '" << name << "': serial " << app.serial() << ", label "
-              << label << "\n";
+              << label;
+    if (for_vsc) std::cout << ", keys of vsc/" << *for_vsc << " importable";
+    std::cout << "\n";
     return 0;
 }
 
@@ -476,6 +498,10 @@ int main(int argc, char** argv) {
         ->required();
     format->add_option("--label", card_label, "the card's label")->capture_default_str();
     format->add_flag("--pin-stdin", pw_stdin, "read the new PIN from standard input");
+    std::optional<std::string> for_vsc;
+    format->add_option("--for-vsc", for_vsc,
+                       "NAME of an unlocked VSC whose keys this card is to take (restore): the "
+                       "card gets the VSC's family key");
 
     auto* check = app.add_subcommand("check", "verify the integrity of a VSC file");
     check->add_option("TARGET", target, "vsc/NAME")->required();
@@ -504,7 +530,7 @@ int main(int argc, char** argv) {
         if (*passwd) return cmd_passwd(c, target, pw_stdin);
         if (*check) return cmd_check(c, target, pw_stdin);
         if (*readers) return cmd_readers();
-        if (*format) return cmd_format(reader, card_label, pw_stdin);
+        if (*format) return cmd_format(c, reader, card_label, pw_stdin, for_vsc);
         if (backups.selected()) return backups.run();
     } catch (const Error& e) {
         std::cerr << "vscardctl: " << e.what() << "\n";

@@ -83,8 +83,14 @@ SecureBytes card_family_key(pkcs15::CardApp& app, ByteView pin, bool create,
     }
     if (!create) throw Error(ErrorKind::NotFound, "card " + serial + " has no family key yet");
     SecureBytes key = crypto::random_key();
-    app.write(pkcs15::Area::Vscard, kFamilyKeyLabel, wrap_family_key(key, pin, serial, kdf_target));
+    set_card_family_key(app, key, pin, kdf_target);
     return key;
+}
+
+void set_card_family_key(pkcs15::CardApp& app, ByteView key, ByteView pin,
+                         std::chrono::milliseconds kdf_target) {
+    app.write(pkcs15::Area::Vscard, kFamilyKeyLabel,
+              wrap_family_key(key, pin, app.serial(), kdf_target));
 }
 
 void change_card_pin(pkcs15::CardApp& app, ByteView old_pin, ByteView new_pin,

@@ -27,6 +27,11 @@ SecureBytes unwrap_family_key(ByteView wrapped, ByteView pin, std::string_view s
 SecureBytes card_family_key(pkcs15::CardApp& app, ByteView pin, bool create,
                             std::chrono::milliseconds kdf_target = std::chrono::milliseconds(250));
 
+// Gives the card behind APP (its PIN verified) the family key KEY, wrapped under PIN: a new
+// card restored from a VSC takes the VSC's key, so the VSC's envelopes import there.
+void set_card_family_key(pkcs15::CardApp& app, ByteView key, ByteView pin,
+                         std::chrono::milliseconds kdf_target = std::chrono::milliseconds(250));
+
 // Changes the card's PIN from OLD_PIN to NEW_PIN (verified with OLD_PIN first) and rewraps its
 // family key, in an order that never strands the key: the key wrapped under NEW_PIN is written
 // beside the old one first, then the PIN changes, then the new object replaces the old. After

@@ -335,5 +335,48 @@ TEST_F(CardMount, PasswdChangesThePinAndKeepsTheKeys) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+TEST_F(CardMount, KeysRestoreOntoANewCardFormattedForTheVsc) {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
+    auto c = rig->ctl({"create", "--for-card", serial, "--password-stdin", "--kdf-target", "20ms"},
+                      std::string(kPin) + "\n");
+    ASSERT_EQ(c.exit_code, 0) << c.err;
+    rig->unlock(serial, kPin);
+    auto r = sh("C=$M/card/" + serial + "; V=$M/vsc/" + serial + R"SH(
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $T/k.pem 2>/dev/null
+        cp $T/k.pem $C/secret/k
+        rsync -a $C/secret $V/
+        diff -r $C/secret $V/secret)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // Card A is lost; card B is formatted for the VSC's keys and takes them.
+    EXPECT_EQ(pcsc->stop_card(0), 0);
+    pcsc->start_card(1, pcsc->dir() / "new.img");
+    auto f = rig->ctl({"format", pcsc->reader(1), "--pin-stdin", "--for-vsc", serial},
+                      std::string(kPin) + "\n");
+    ASSERT_EQ(f.exit_code, 0) << f.err;
+    EXPECT_NE(f.out.find("keys of vsc/" + serial + " importable"), std::string::npos) << f.out;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(f.out, m, std::regex("serial ([0-9a-f]+)"))) << f.out;
+    const std::string fresh = m[1];
+    wait_path(mnt / "card" / fresh, true);
+    ASSERT_EQ(unlock("card/" + fresh).exit_code, 0);
+    r = sh("V=$M/vsc/" + serial + "; B=$M/card/" + fresh + R"SH(
+        rsync -a $V/secret $B/
+        diff -r $V/secret $B/secret)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    // A card not made for the VSC refuses its envelopes.
+    pcsc->start_card(0, pcsc->dir() / "other.img");
+    f = rig->ctl({"format", pcsc->reader(0), "--pin-stdin"}, std::string(kPin) + "\n");
+    ASSERT_EQ(f.exit_code, 0) << f.err;
+    ASSERT_TRUE(std::regex_search(f.out, m, std::regex("serial ([0-9a-f]+)"))) << f.out;
+    const std::string other = m[1];
+    wait_path(mnt / "card" / other, true);
+    ASSERT_EQ(unlock("card/" + other).exit_code, 0);
+    r = sh("fails cp $M/vsc/" + serial + "/secret/k $M/card/" + other + "/secret/k");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 }  // namespace
 }  // namespace vscard::test
