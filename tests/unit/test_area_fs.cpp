@@ -29,17 +29,7 @@ using testing::pattern;
 using testing::VscPrivate;
 using testing::VscPublic;
 
-RelPath P(std::string_view path) {
-    RelPath out;
-    std::size_t start = 0;
-    while (start < path.size()) {
-        std::size_t slash = path.find('/', start);
-        if (slash == std::string_view::npos) slash = path.size();
-        out.emplace_back(path.substr(start, slash - start));
-        start = slash + 1;
-    }
-    return out;
-}
+using testing::P;
 
 // Refuses content containing "reject" at commit, or starting with "bad:" at its first write,
 // and upper-cases content starting with "up:".

@@ -20,17 +20,7 @@ using testing::FixedPin;
 using testing::kPin;
 using testing::TestCard;
 
-RelPath P(std::string_view path) {
-    RelPath out;
-    std::size_t start = 0;
-    while (start < path.size()) {
-        std::size_t slash = path.find('/', start);
-        if (slash == std::string_view::npos) slash = path.size();
-        out.emplace_back(path.substr(start, slash - start));
-        start = slash + 1;
-    }
-    return out;
-}
+using testing::P;
 
 class CardStoreTest : public ::testing::Test {
 protected:

@@ -10,10 +10,24 @@
 #include "card_app_util.hpp"
 #include "store/vsc_file.hpp"
 #include "store_test_util.hpp"
+#include "vfs/area_fs.hpp"
 #include "vfs/card_store.hpp"
 #include "vfs/memory_store.hpp"
 
 namespace vscard::testing {
+
+// "a/b/c" as the components AreaFs takes.
+inline RelPath P(std::string_view path) {
+    RelPath out;
+    std::size_t start = 0;
+    while (start < path.size()) {
+        std::size_t slash = path.find('/', start);
+        if (slash == std::string_view::npos) slash = path.size();
+        out.emplace_back(path.substr(start, slash - start));
+        start = slash + 1;
+    }
+    return out;
+}
 
 // ---- the media under test ------------------------------------------------------------------
 // Each medium gives a store, and a way to reach the same data again after the filesystem
