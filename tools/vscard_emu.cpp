@@ -185,6 +185,7 @@ private:
     void disconnect(const std::string& why);
     bool handle_vpcd();
     Bytes answer_apdu(ByteView command);
+    Bytes hostile_answer();
     void open_control();
     void handle_control_client(int fd, std::string& buffer, bool& close_it);
     std::string control_command(const std::string& line);
@@ -193,6 +194,9 @@ private:
 
     Config config_;
     Emulator emulator_;
+    enum class Hostile { Off, Endless61xx, Oversized, BadStatus };
+    Hostile hostile_ = Hostile::Off;  // set through the control socket
+    unsigned hostile_count_ = 0;
     ApduLog apdu_log_;
     int sock_ = -1;
     int signal_fd_ = -1;
@@ -256,6 +260,11 @@ void Daemon::disconnect(const std::string& why) {
 
 Bytes Daemon::answer_apdu(ByteView command) {
     apdu_log_.command(command);
+    if (hostile_ != Hostile::Off) {
+        Bytes response = hostile_answer();
+        apdu_log_.response(response);
+        return response;
+    }
     Bytes response = emulator_.process(command);
     if (emulator_.take_changed()) {
         try {
@@ -308,9 +317,10 @@ bool Daemon::handle_vpcd() {
         answer = true;
     }
     if (!answer) return true;
-    Bytes out{static_cast<std::uint8_t>(reply.size() >> 8),
-              static_cast<std::uint8_t>(reply.size() & 0xFF)};
-    out.insert(out.end(), reply.begin(), reply.end());
+    Bytes out(2 + reply.size());
+    out[0] = static_cast<std::uint8_t>(reply.size() >> 8);
+    out[1] = static_cast<std::uint8_t>(reply.size() & 0xFF);
+    std::copy(reply.begin(), reply.end(), out.begin() + 2);
     return write_all(sock_, out.data(), out.size());
 }
 
@@ -348,7 +358,46 @@ void Daemon::open_control() {
     control_fd_ = fd;
 }
 
+// What a hostile card answers to anything (tests of the host's defences): an endless chain
+// of 61xx, far more data than asked for, or status words that mean nothing.
+Bytes Daemon::hostile_answer() {
+    switch (hostile_) {
+        case Hostile::Endless61xx: {
+            Bytes r(257, 0x55);
+            r[255] = 0x61;
+            r[256] = 0xFF;
+            return r;
+        }
+        case Hostile::Oversized: {
+            Bytes r(4098, 0xA5);
+            r[4096] = 0x90;
+            r[4097] = 0x00;
+            return r;
+        }
+        case Hostile::BadStatus:
+            return {static_cast<std::uint8_t>(0x6F + (++hostile_count_ % 3)),
+                    static_cast<std::uint8_t>(hostile_count_ * 37)};
+        case Hostile::Off:
+            break;
+    }
+    return {0x6F, 0x00};
+}
+
 std::string Daemon::control_command(const std::string& line) {
+    if (line.rfind("hostile ", 0) == 0) {
+        const std::string mode = line.substr(8);
+        if (mode == "off")
+            hostile_ = Hostile::Off;
+        else if (mode == "endless-61xx")
+            hostile_ = Hostile::Endless61xx;
+        else if (mode == "oversized")
+            hostile_ = Hostile::Oversized;
+        else if (mode == "bad-status")
+            hostile_ = Hostile::BadStatus;
+        else
+            return "error: hostile takes off, endless-61xx, oversized or bad-status";
+        return "ok hostile " + mode;
+    }
     if (line == "remove") {
         remove_card();
         return "ok removed";
@@ -359,7 +408,7 @@ std::string Daemon::control_command(const std::string& line) {
     }
     if (line == "status")
         return !inserted_ ? "removed" : sock_ >= 0 ? "inserted" : "inserted, waiting for vpcd";
-    return "error: unknown command '" + line + "' (remove, insert, status)";
+    return "error: unknown command '" + line + "' (remove, insert, status, hostile MODE)";
 }
 
 void Daemon::handle_control_client(int fd, std::string& buffer, bool& close_it) {
@@ -499,8 +548,11 @@ int main(int argc, char** argv) {
                    "an existing one (default 64K)");
     app.add_option("--wait", config.wait_seconds,
                    "seconds to keep trying to reach vpcd at start (default 10)");
-    app.add_option("--control", config.control,
-                   "listen on this Unix socket for lines 'remove', 'insert', 'status'");
+    app.add_option(
+        "--control", config.control,
+        "listen on this Unix socket for lines 'remove', 'insert', 'status', and 'hostile "
+        "MODE' (off, endless-61xx, oversized, bad-status: how the card answers from "
+        "then on, to test the host's defences)");
     app.add_flag("--verbose", config.verbose, "log every APDU (PIN data is never logged)");
     app.add_flag(
         "--no-fci", [&](std::int64_t) { config.card.fci = false; },

@@ -378,5 +378,35 @@ TEST_F(CardMount, KeysRestoreOntoANewCardFormattedForTheVsc) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// Issue contract: a malicious card (endless 61xx chains, oversized answers, meaningless
+// status words) cannot crash or hang the daemon; the card behaves again, the mount serves it.
+TEST_F(CardMount, AHostileCardCannotCrashOrHangTheMount) {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
+    auto r = sh("echo kept > $M/card/" + serial + "/public/kept");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    int n = 0;
+    for (const char* mode : {"endless-61xx", "oversized", "bad-status"}) {
+        SCOPED_TRACE(mode);
+        EXPECT_EQ(pcsc->control(0, std::string("hostile ") + mode),
+                  std::string("ok hostile ") + mode);
+        const std::string file = "$M/card/" + serial + "/public/new" + std::to_string(++n);
+        // cp reports an error of close(2), where a shell's redirection would not.
+        r = sh("echo x > $T/x; fails cp $T/x " + file + "; ls $M/card/ > /dev/null; cat $M/card/" +
+               serial + "/id/pin-tries-left");
+        EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+        ASSERT_TRUE(rig->daemon(mnt).running());
+    }
+    EXPECT_EQ(pcsc->control(0, "hostile off"), "ok hostile off");
+    // The card answers sensibly again: the mount reads it afresh and goes on.
+    r = sh("C=$M/card/" + serial + R"SH(/public
+        for i in $(seq 50); do echo again > $C/again 2>/dev/null && break; sleep 0.2; done
+        test "$(cat $C/again)" = again
+        test "$(cat $C/kept)" = kept)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
 }  // namespace
 }  // namespace vscard::test
