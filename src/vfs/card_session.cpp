@@ -75,12 +75,7 @@ bool CardSession::look_for_app(bool now_please) {
     last_look_ = now;
     try {
         auto hold = channel_->hold();
-        pkcs15::OpenOptions options;
-        options.caps = card::caps_from_atr(atr_);
-        options.log = log_;
-        app_.emplace(pkcs15::CardApp::open(channel_->link(), options));
-        seen_resets_ = channel_->resets();
-        stale_ = false;
+        open_app();
         serial_ = app_->serial();
         label_ = app_->label();
         has_app_ = true;
@@ -107,6 +102,17 @@ bool CardSession::is_removed() const {
     return removed_;
 }
 
+void CardSession::open_app() {
+    app_.reset();
+    pkcs15::OpenOptions options;
+    options.caps = card::caps_from_atr(atr_);
+    options.log = log_;
+    const std::uint64_t resets = channel_->resets();
+    app_.emplace(pkcs15::CardApp::open(channel_->link(), options));
+    seen_resets_ = resets;
+    stale_ = false;
+}
+
 std::shared_ptr<void> CardSession::begin(bool write) {
     if (removed_) gone();
     if (!has_app_ && !app_problem_.empty())
@@ -121,13 +127,7 @@ std::shared_ptr<void> CardSession::begin(bool write) {
         stale_ = true;
     }
     if (!app_ || stale_ || resets != seen_resets_) {
-        app_.reset();
-        pkcs15::OpenOptions options;
-        options.caps = card::caps_from_atr(atr_);
-        options.log = log_;
-        app_.emplace(pkcs15::CardApp::open(channel_->link(), options));
-        seen_resets_ = resets;
-        stale_ = false;
+        open_app();
         if (has_app_ && app_->serial() != serial_) {
             // Another card under the same connection: this session's model is not its.
             removed_ = true;

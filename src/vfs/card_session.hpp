@@ -106,6 +106,7 @@ private:
     auto run(Fn&& fn, bool write) -> decltype(fn(std::declval<pkcs15::CardApp&>()));
     // The hold, the application read again after a reset (or, for WRITE, a change by others).
     std::shared_ptr<void> begin(bool write = false);
+    void open_app();       // reads the application afresh (caller holds the hold)
     void verify_locked();  // caller holds mutex_ and the hold
     [[noreturn]] void gone() const;
 
