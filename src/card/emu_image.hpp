@@ -7,8 +7,8 @@
 //
 // The body is BER-TLV (private-class tags):
 //   E1 card { C1 capacity, C2 serial, E2 MF, E3 pin... }
-//   E2 file { C3 fid, C4 descriptor, C5 DF name, C6 life cycle, C7 security (3 bytes),
-//             C8 data (EF), E2 child... }
+//   E2 file { C3 fid, C4 descriptor, C5 DF name, C6 life cycle, C7 security (3 or 4
+//             bytes, as tag 86 in card/fcp.hpp), C8 data (EF), E2 child... }
 //   E3 pin  { C9 reference, CA value, CB max tries, CC tries left,
 //             CD PUK, CE PUK max tries, CF PUK tries left }
 #include <cstdint>

@@ -7,10 +7,14 @@
 namespace vscard::card {
 
 SecurityAttributes SecurityAttributes::decode(ByteView value) {
-    if (value.size() != 3)
+    if (value.size() != 3 && value.size() != 4)
         throw Error(ErrorKind::Invalid, "security attributes (tag 86) of " +
-                                            std::to_string(value.size()) + " bytes; expected 3");
-    return {Access::from_byte(value[0]), Access::from_byte(value[1]), Access::from_byte(value[2])};
+                                            std::to_string(value.size()) +
+                                            " bytes; expected 3 or 4");
+    SecurityAttributes a{Access::from_byte(value[0]), Access::from_byte(value[1]),
+                         Access::from_byte(value[2])};
+    if (value.size() == 4) a.use = Access::from_byte(value[3]);
+    return a;
 }
 
 Bytes Fcp::encode(tlv::Tag tag) const {

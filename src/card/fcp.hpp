@@ -41,16 +41,23 @@ private:
     std::uint8_t byte_ = kAlways;
 };
 
-// Security attributes carried in tag 86 as three bytes, one Access each:
-//   EF: READ BINARY, UPDATE BINARY, DELETE FILE (of this EF)
-//   DF: (unused, 00), CREATE FILE inside this DF, DELETE FILE (of this DF)
+// Security attributes carried in tag 86 as three or four bytes, one Access each:
+//   EF: READ BINARY, UPDATE BINARY (and GENERATE ASYMMETRIC KEY PAIR into it), DELETE FILE
+//       (of this EF), USE (the key it holds, by PERFORM SECURITY OPERATION)
+//   DF: (unused, 00), CREATE FILE inside this DF, DELETE FILE (of this DF), (unused, FF)
+// The fourth byte is absent when USE is never: FCPs and card images written before it existed
+// read the same, and files that hold no key keep their three-byte form.
 struct SecurityAttributes {
     Access read;
     Access update;
     Access remove;
+    Access use = Access::never();
     bool operator==(const SecurityAttributes&) const = default;
-    Bytes encode() const { return {read.byte(), update.byte(), remove.byte()}; }
-    // Error(Invalid) unless VALUE has exactly three bytes.
+    Bytes encode() const {
+        if (use.is_never()) return {read.byte(), update.byte(), remove.byte()};
+        return {read.byte(), update.byte(), remove.byte(), use.byte()};
+    }
+    // Error(Invalid) unless VALUE has three or four bytes.
     static SecurityAttributes decode(ByteView value);
 };
 
