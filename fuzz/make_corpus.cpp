@@ -146,6 +146,39 @@ void emulator_seeds(const Session& s) {
     put("emulator", "image", image);
 }
 
+// A session with keys on a blank card: a key EF written with UPDATE BINARY, MANAGE SECURITY
+// ENVIRONMENT, signatures, a refused DECIPHER, and an EC key pair generated on the card.
+void emulator_key_seeds() {
+    constexpr std::uint8_t kRef = 0x81;
+    const SecurityAttributes key_access{Access::never(), Access::pin(kRef), Access::pin(kRef),
+                                        Access::pin(kRef)};
+    const Bytes imported = from_hex("3F00 5015 4410");
+    const Bytes generated = from_hex("3F00 5015 4411");
+    Emulator emu(emu::CardImage::blank(8 * 1024));  // as fuzz_emulator's blank card
+    RecordingLink link(emu);
+    Iso7816 iso(link, caps_from_atr(emu.atr()));
+    EmulatorPersonalizer().set_pin(iso, kRef, view_of(kPin), {}, 3);
+    iso.create_file(FileSpec{0x5015, true, 0, {}, {}});
+    iso.create_file(FileSpec{0x4410, false, 256, {}, key_access});
+    iso.verify(kRef, view_of(kPin));
+    SecureBytes der = keys::PrivateKey::generate_ec(keys::PrivateKey::Type::EcP256).pkcs8();
+    iso.update_binary(0, der);
+    iso.transmit(CommandApdu(0x00, ins::kReadBinary, 0x00, 0x00, {}, 256));  // 6982
+    iso.set_security_environment(SecurityTemplate::Signature, imported, kAlgorithmEcdsa);
+    iso.compute_signature(Bytes(32, 0x11));
+    iso.set_security_environment(SecurityTemplate::Confidentiality, imported, kAlgorithmRsaPkcs1);
+    Bytes cryptogram(65, 0x00);  // padding indicator and 64 bytes: an EC key answers 6A80
+    cryptogram[1] = 0x01;
+    iso.transmit(CommandApdu(0x00, ins::kPerformSecurityOperation, 0x80, 0x86, cryptogram, 256));
+    iso.create_file(FileSpec{0x4411, false, 256, {}, key_access});
+    iso.generate_key_pair(GeneratedKeyType::EcP384);
+    iso.set_security_environment(SecurityTemplate::Signature, generated, kAlgorithmEcdsa);
+    iso.compute_signature(Bytes(48, 0x22));
+    Bytes seed{0x00, 0x00};
+    for (const Bytes& c : link.commands) put_part(seed, c);
+    put("emulator", "keys", seed);
+}
+
 void card_file_seeds(const Session& s) {
     int n = 0;
     visit_files(*s.emu.image().mf, [&](const emu::File& f) {
@@ -294,6 +327,7 @@ int main(int argc, char** argv) {
         Session session;
         apdu_seeds(session);
         emulator_seeds(session);
+        emulator_key_seeds();
         card_file_seeds(session);
         card_app_seeds();
         agent_seeds();

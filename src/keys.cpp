@@ -10,7 +10,9 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -186,19 +188,27 @@ bool is_public_key_label(std::string_view label) {
 
 // ---- DER and key decoding -----------------------------------------------------------------
 
-// True when the input is exactly one DER SEQUENCE: a cheap filter before asking the decoders.
-bool is_single_der_sequence(ByteView d) {
-    if (d.size() < 2 || d[0] != 0x30) return false;
+// The size (header and content) of the DER SEQUENCE D starts with; nullopt when D does not
+// start with a complete one.
+std::optional<std::size_t> der_sequence_size(ByteView d) {
+    if (d.size() < 2 || d[0] != 0x30) return std::nullopt;
     std::size_t header = 2;
     std::size_t length = d[1];
     if (length & 0x80) {
         std::size_t n = length & 0x7f;
-        if (n == 0 || n > 4 || d.size() < 2 + n) return false;
+        if (n == 0 || n > 4 || d.size() < 2 + n) return std::nullopt;
         length = 0;
         for (std::size_t i = 0; i < n; ++i) length = (length << 8) | d[2 + i];
         header += n;
     }
-    return header + length == d.size();
+    if (length > d.size() - header) return std::nullopt;
+    return header + length;
+}
+
+// True when the input is exactly one DER SEQUENCE: a cheap filter before asking the decoders.
+bool is_single_der_sequence(ByteView d) {
+    std::optional<std::size_t> n = der_sequence_size(d);
+    return n && *n == d.size();
 }
 
 // PKCS#8 EncryptedPrivateKeyInfo: AlgorithmIdentifier of a password-based scheme + OCTET STRING.
@@ -560,6 +570,158 @@ void check_public_key(ByteView content) {
         invalid("unsupported public key type " + std::string(name ? name : "unknown") +
                 "; only RSA and EC public keys are kept beside key entries");
     }
+}
+
+// ---- private keys in use ------------------------------------------------------------------
+
+namespace {
+
+template <typename Setup>
+Pkey generate_key(const char* algorithm, Setup setup) {
+    PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, algorithm, nullptr));
+    EVP_PKEY* raw = nullptr;
+    if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || !setup(ctx.get()) ||
+        EVP_PKEY_generate(ctx.get(), &raw) != 1)
+        internal(std::string("generating an ") + algorithm + " key");
+    return Pkey(raw);
+}
+
+// A context for one operation with KEY, set up by INIT (EVP_PKEY_sign_init, ...).
+PkeyCtx operation(EVP_PKEY* key, int (*init)(EVP_PKEY_CTX*), const char* what) {
+    PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+    if (!ctx || init(ctx.get()) != 1) internal(what);
+    return ctx;
+}
+
+}  // namespace
+
+void PrivateKey::Free::operator()(EVP_PKEY* k) const {
+    EVP_PKEY_free(k);
+}
+
+std::optional<PrivateKey> PrivateKey::wrap(std::unique_ptr<EVP_PKEY, Free> pkey) {
+    KeyInfo info = key_info(pkey.get());
+    if (!info.type) return std::nullopt;
+    const auto type = static_cast<Type>(*info.type);
+    if (type == Type::Rsa && (info.bits < kRsaMinBits || info.bits > kRsaMaxBits))
+        return std::nullopt;
+    return PrivateKey(std::move(pkey), type, (info.bits + 7) / 8);
+}
+
+std::optional<PrivateKey> PrivateKey::from_pkcs8(ByteView der) {
+    ErrorQueueGuard guard;
+    std::optional<std::size_t> n = der_sequence_size(der);
+    if (!n) return std::nullopt;
+    ByteView padding = der.subspan(*n);
+    if (std::any_of(padding.begin(), padding.end(), [](std::uint8_t b) { return b != 0; }))
+        return std::nullopt;
+    Pkey pkey = decode_private_key(der.first(*n), "DER", "PrivateKeyInfo");
+    if (!pkey) return std::nullopt;
+    return wrap(std::unique_ptr<EVP_PKEY, Free>(pkey.release()));
+}
+
+PrivateKey PrivateKey::generate_rsa(unsigned bits) {
+    if (bits < kRsaMinBits || bits > kRsaMaxBits)
+        invalid("RSA keys have " + std::to_string(kRsaMinBits) + " to " +
+                std::to_string(kRsaMaxBits) + " bits, not " + std::to_string(bits));
+    ErrorQueueGuard guard;
+    Pkey pkey = generate_key("RSA", [&](EVP_PKEY_CTX* ctx) {
+        return EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, static_cast<int>(bits)) == 1;
+    });
+    std::optional<PrivateKey> key = wrap(std::unique_ptr<EVP_PKEY, Free>(pkey.release()));
+    if (!key) internal("generating an RSA key");
+    return std::move(*key);
+}
+
+PrivateKey PrivateKey::generate_ec(Type curve) {
+    if (curve != Type::EcP256 && curve != Type::EcP384) invalid("not an EC curve");
+    ErrorQueueGuard guard;
+    Pkey pkey = generate_key("EC", [&](EVP_PKEY_CTX* ctx) {
+        return EVP_PKEY_CTX_set_group_name(ctx, curve == Type::EcP256 ? "P-256" : "P-384") == 1;
+    });
+    std::optional<PrivateKey> key = wrap(std::unique_ptr<EVP_PKEY, Free>(pkey.release()));
+    if (!key) internal("generating an EC key");
+    return std::move(*key);
+}
+
+SecureBytes PrivateKey::pkcs8() const {
+    ErrorQueueGuard guard;
+    return pkcs8_der(pkey_.get());
+}
+
+Bytes PrivateKey::public_key() const {
+    ErrorQueueGuard guard;
+    int len = i2d_PUBKEY(pkey_.get(), nullptr);
+    if (len <= 0) internal("encoding the public key");
+    Bytes out(static_cast<std::size_t>(len));
+    unsigned char* p = out.data();
+    if (i2d_PUBKEY(pkey_.get(), &p) != len) internal("encoding the public key");
+    return out;
+}
+
+Bytes PrivateKey::sign_pkcs1(ByteView data) const {
+    if (!is_rsa()) invalid("PKCS#1 signatures need an RSA key");
+    if (data.empty() || data.size() + 11 > size_)
+        invalid("an RSA-" + std::to_string(size_ * 8) + " signature covers 1 to " +
+                std::to_string(size_ - 11) + " bytes, not " + std::to_string(data.size()));
+    ErrorQueueGuard guard;
+    // No digest set: the data is padded with block type 1 as given (a DigestInfo, usually).
+    PkeyCtx ctx = operation(pkey_.get(), EVP_PKEY_sign_init, "signing");
+    if (EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) != 1) internal("signing");
+    std::size_t len = size_;
+    Bytes sig(len);
+    if (EVP_PKEY_sign(ctx.get(), sig.data(), &len, data.data(), data.size()) != 1 || len != size_)
+        internal("signing");
+    return sig;
+}
+
+Bytes PrivateKey::sign_ecdsa(ByteView hash) const {
+    if (is_rsa()) invalid("ECDSA signatures need an EC key");
+    if (hash.empty() || hash.size() > 64)
+        invalid("ECDSA signs a hash of 1 to 64 bytes, not " + std::to_string(hash.size()));
+    ErrorQueueGuard guard;
+    PkeyCtx ctx = operation(pkey_.get(), EVP_PKEY_sign_init, "signing");
+    std::size_t len = 0;
+    if (EVP_PKEY_sign(ctx.get(), nullptr, &len, hash.data(), hash.size()) != 1) internal("signing");
+    Bytes der(len);
+    if (EVP_PKEY_sign(ctx.get(), der.data(), &len, hash.data(), hash.size()) != 1)
+        internal("signing");
+    const unsigned char* p = der.data();
+    std::unique_ptr<ECDSA_SIG, void (*)(ECDSA_SIG*)> sig(
+        d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)), ECDSA_SIG_free);
+    if (!sig) internal("reading the ECDSA signature");
+    const BIGNUM* r = nullptr;
+    const BIGNUM* s = nullptr;
+    ECDSA_SIG_get0(sig.get(), &r, &s);
+    Bytes out(2 * size_);
+    const int n = static_cast<int>(size_);
+    if (BN_bn2binpad(r, out.data(), n) != n || BN_bn2binpad(s, out.data() + size_, n) != n)
+        internal("encoding the ECDSA signature");
+    return out;
+}
+
+std::optional<SecureBytes> PrivateKey::decrypt_pkcs1(ByteView cryptogram) const {
+    if (!is_rsa()) invalid("PKCS#1 decryption needs an RSA key");
+    if (cryptogram.size() != size_)
+        invalid("an RSA-" + std::to_string(size_ * 8) + " cryptogram has " + std::to_string(size_) +
+                " bytes, not " + std::to_string(cryptogram.size()));
+    ErrorQueueGuard guard;
+    PkeyCtx ctx = operation(pkey_.get(), EVP_PKEY_decrypt_init, "decrypting");
+    if (EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) != 1) internal("decrypting");
+#ifdef OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION
+    // A card reports bad padding rather than returning random bytes (OpenSSL 3.2 and later).
+    unsigned int implicit = 0;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION, &implicit),
+        OSSL_PARAM_construct_end()};
+    if (EVP_PKEY_CTX_set_params(ctx.get(), params) != 1) internal("decrypting");
+#endif
+    SecureBytes out(size_);
+    std::size_t len = out.size();
+    if (EVP_PKEY_decrypt(ctx.get(), out.data(), &len, cryptogram.data(), cryptogram.size()) != 1)
+        return std::nullopt;
+    out.resize(len);
+    return out;
 }
 
 }  // namespace vscard::keys

@@ -259,7 +259,8 @@ void Daemon::disconnect(const std::string& why) {
 }
 
 Bytes Daemon::answer_apdu(ByteView command) {
-    apdu_log_.command(command);
+    const bool secret = emulator_.is_secret(command);  // key material stays out of the log
+    apdu_log_.command(command, secret);
     if (hostile_ != Hostile::Off) {
         Bytes response = hostile_answer();
         apdu_log_.response(response);
@@ -281,7 +282,7 @@ Bytes Daemon::answer_apdu(ByteView command) {
         }
     }
     if (response.size() > 0xFFFF) response = {0x6F, 0x00};
-    apdu_log_.response(response);
+    apdu_log_.response(response, secret);
     return response;
 }
 
@@ -553,7 +554,8 @@ int main(int argc, char** argv) {
         "listen on this Unix socket for lines 'remove', 'insert', 'status', and 'hostile "
         "MODE' (off, endless-61xx, oversized, bad-status: how the card answers from "
         "then on, to test the host's defences)");
-    app.add_flag("--verbose", config.verbose, "log every APDU (PIN data is never logged)");
+    app.add_flag("--verbose", config.verbose,
+                 "log every APDU (PIN data and key material are never logged)");
     app.add_flag(
         "--no-fci", [&](std::int64_t) { config.card.fci = false; },
         "SELECT answers 9000 without FCI/FCP (file sizes unknown)");

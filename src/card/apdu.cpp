@@ -202,14 +202,16 @@ std::vector<CommandApdu> chain(const CommandApdu& command, std::size_t max_chunk
     return parts;
 }
 
-std::string describe_command(ByteView raw) {
-    if (raw.size() < 4 || !carries_pin(raw[1])) return to_hex(raw);
+std::string describe_command(ByteView raw, bool secret) {
+    const bool pin = raw.size() >= 4 && carries_pin(raw[1]);
+    if (!pin && (!secret || raw.size() <= 4)) return to_hex(raw);
     std::string head = to_hex(raw.first(4));
     try {
         ParsedCommand p = parse_command(raw);
         std::string out = head;
         if (!p.apdu.data.empty())
-            out += " Lc=" + std::to_string(p.apdu.data.size()) + " [PIN data withheld]";
+            out += " Lc=" + std::to_string(p.apdu.data.size()) +
+                   (pin ? " [PIN data withheld]" : " [key data withheld]");
         if (p.apdu.ne) out += " Le=" + std::to_string(p.apdu.ne);
         return out;
     } catch (const Error&) {
@@ -238,15 +240,21 @@ void ApduLog::add(std::string line) {
     lines_.push_back(std::move(line));
 }
 
-void ApduLog::command(ByteView raw) {
-    std::lock_guard lock(mutex_);
-    ++count_;
-    if (enabled_) add("apdu #" + std::to_string(count_) + " > " + describe_command(raw));
+std::string describe_response(ByteView raw, bool secret) {
+    if (!secret || raw.size() <= 2) return to_hex(raw);
+    return "[" + std::to_string(raw.size() - 2) + " bytes withheld] " +
+           to_hex(raw.subspan(raw.size() - 2));
 }
 
-void ApduLog::response(ByteView raw) {
+void ApduLog::command(ByteView raw, bool secret) {
     std::lock_guard lock(mutex_);
-    if (enabled_) add("apdu #" + std::to_string(count_) + " < " + to_hex(raw));
+    ++count_;
+    if (enabled_) add("apdu #" + std::to_string(count_) + " > " + describe_command(raw, secret));
+}
+
+void ApduLog::response(ByteView raw, bool secret) {
+    std::lock_guard lock(mutex_);
+    if (enabled_) add("apdu #" + std::to_string(count_) + " < " + describe_response(raw, secret));
 }
 
 std::uint64_t ApduLog::commands() const {

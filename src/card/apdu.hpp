@@ -47,9 +47,12 @@ inline constexpr std::uint16_t kClaNotSupported = 0x6E00;
 // Instruction bytes (ISO/IEC 7816-4 §5.1.2 / §11).
 namespace ins {
 inline constexpr std::uint8_t kVerify = 0x20;
+inline constexpr std::uint8_t kManageSecurityEnvironment = 0x22;
 inline constexpr std::uint8_t kChangeReferenceData = 0x24;
+inline constexpr std::uint8_t kPerformSecurityOperation = 0x2A;
 inline constexpr std::uint8_t kResetRetryCounter = 0x2C;
 inline constexpr std::uint8_t kActivateFile = 0x44;
+inline constexpr std::uint8_t kGenerateAsymmetricKeyPair = 0x46;
 inline constexpr std::uint8_t kGetChallenge = 0x84;
 inline constexpr std::uint8_t kSelect = 0xA4;
 inline constexpr std::uint8_t kReadBinary = 0xB0;
@@ -137,8 +140,10 @@ public:
     // Also sends each line to SINK (e.g. log_line) when set.
     void set_sink(std::function<void(const std::string&)> sink);
 
-    void command(ByteView raw);
-    void response(ByteView raw);
+    // SECRET: the data field (of a command) or the data (of a response) carries key material
+    // and is withheld, as the data of PIN-carrying commands always is.
+    void command(ByteView raw, bool secret = false);
+    void response(ByteView raw, bool secret = false);
 
     std::uint64_t commands() const;  // counted also while disabled
     std::vector<std::string> lines() const;
@@ -154,8 +159,12 @@ private:
 };
 
 // Text of a command for the log: full hex, or for PIN-carrying commands the header and the
-// data length only ("00 20 00 81 Lc=8 [PIN data withheld]").
-std::string describe_command(ByteView raw);
+// data length only ("00 20 00 81 Lc=8 [PIN data withheld]"); the same for any command when
+// SECRET ("00 D6 00 00 Lc=138 [key data withheld]").
+std::string describe_command(ByteView raw, bool secret = false);
+// Text of a response for the log: full hex, or when SECRET the data length and the status
+// word ("[256 bytes withheld] 90 00").
+std::string describe_response(ByteView raw, bool secret = false);
 
 // Sends one raw command and returns the raw response (PC/SC, vpcd, a test script...).
 class Transmitter {

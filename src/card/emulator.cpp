@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <string>
 
+#include "card/iso7816.hpp"
 #include "crypto.hpp"
 #include "error.hpp"
+#include "keys.hpp"
 
 namespace vscard::card {
 namespace {
@@ -70,7 +72,9 @@ void Emulator::reset_session() {
     current_df_ = image_.mf.get();
     current_ef_ = nullptr;
     verified_.clear();
-    pending_.clear();
+    signature_env_.reset();
+    decipher_env_.reset();
+    wipe(pending_);
     pending_sw_ = sw::kOk;
     chain_.reset();
 }
@@ -106,7 +110,7 @@ Bytes Emulator::process(ByteView raw) {
     }
     if (!p || (p->extended && !options_.extended)) {
         chain_.reset();
-        pending_.clear();
+        wipe(pending_);
         r = status(sw::kWrongLength);
     } else {
         try {
@@ -135,7 +139,7 @@ Emulator::Response Emulator::dispatch(const CommandApdu& c) {
         chain_.reset();
         return get_response(c);
     }
-    pending_.clear();
+    wipe(pending_);
 
     auto same_header = [](const CommandApdu& a, const CommandApdu& b) {
         return (a.cla & 0xEF) == (b.cla & 0xEF) && a.ins == b.ins && a.p1 == b.p1 && a.p2 == b.p2;
@@ -205,6 +209,12 @@ Emulator::Response Emulator::dispatch(const CommandApdu& c) {
             return get_data(cmd);
         case ins::kGetChallenge:
             return get_challenge(cmd);
+        case ins::kManageSecurityEnvironment:
+            return manage_security_environment(cmd);
+        case ins::kPerformSecurityOperation:
+            return perform_security_operation(cmd);
+        case ins::kGenerateAsymmetricKeyPair:
+            return generate_key_pair(cmd);
         default:
             return status(sw::kInsNotSupported);
     }
@@ -265,6 +275,12 @@ emu::File* Emulator::walk_path(emu::File* from, ByteView path) const {
         cur = cur->child(fid_of(path.subspan(i, 2)));
     }
     return cur;
+}
+
+emu::File* Emulator::key_file(ByteView path) const {
+    if (path.size() >= 2 && fid_of(path) == kMfFid) path = path.subspan(2);
+    emu::File* f = walk_path(image_.mf.get(), path);
+    return f && !f->df ? f : nullptr;
 }
 
 void Emulator::make_current(emu::File* f) {
@@ -553,6 +569,122 @@ Emulator::Response Emulator::get_challenge(const CommandApdu& c) {
     if (c.p1 || c.p2) return status(sw::kWrongP1P2);
     if (c.ne == 0 || c.ne > 256) return status(sw::kWrongLength);
     return deliver(crypto::random(c.ne), sw::kOk, c.ne);
+}
+
+bool Emulator::is_secret(ByteView command) const {
+    if (command.size() < 4 || (command[0] & 0x80)) return false;
+    switch (command[1]) {
+        case ins::kUpdateBinary:
+            return current_ef_ && current_ef_->security.read.is_never();
+        case ins::kPerformSecurityOperation:
+            return command[2] == 0x80 && command[3] == 0x86;
+        default:
+            return false;
+    }
+}
+
+Emulator::Response Emulator::manage_security_environment(const CommandApdu& c) {
+    const auto tmpl = static_cast<SecurityTemplate>(c.p2);
+    if (c.p1 != 0x41 ||
+        (tmpl != SecurityTemplate::Signature && tmpl != SecurityTemplate::Confidentiality))
+        return status(sw::kWrongP1P2);
+    std::optional<SecurityEnvironment>& env =
+        tmpl == SecurityTemplate::Signature ? signature_env_ : decipher_env_;
+    env.reset();  // a failed SET leaves no key chosen
+    std::optional<Bytes> path;
+    std::optional<std::uint8_t> algorithm;
+    try {
+        for (const auto& item : tlv::parse_all(c.data)) {
+            if (item.tag == 0x81 && !path) {
+                path = Bytes(item.value.begin(), item.value.end());
+            } else if (item.tag == 0x80 && !algorithm && item.value.size() == 1) {
+                algorithm = item.value[0];
+            } else {
+                return status(sw::kWrongData);
+            }
+        }
+    } catch (const Error&) {
+        return status(sw::kWrongData);
+    }
+    if (!path || !algorithm || path->empty() || path->size() % 2) return status(sw::kWrongData);
+    const bool known = *algorithm == kAlgorithmRsaPkcs1 ||
+                       (*algorithm == kAlgorithmEcdsa && tmpl == SecurityTemplate::Signature);
+    if (!known) return status(sw::kWrongData);
+    if (!key_file(*path)) return status(sw::kReferenceNotFound);
+    if (fid_of(*path) == kMfFid) path->erase(path->begin(), path->begin() + 2);
+    env = SecurityEnvironment{std::move(*path), *algorithm};
+    return status(sw::kOk);
+}
+
+Emulator::Response Emulator::perform_security_operation(const CommandApdu& c) {
+    const bool sign = p1p2(c) == 0x9E9A;
+    if (!sign && p1p2(c) != 0x8086) return status(sw::kWrongP1P2);
+    const std::optional<SecurityEnvironment>& env = sign ? signature_env_ : decipher_env_;
+    if (!env) return status(sw::kConditionsNotSatisfied);
+    const emu::File* f = key_file(env->path);
+    if (!f) return status(sw::kReferenceNotFound);
+    if (!allowed(f->security.use)) return status(sw::kSecurityNotSatisfied);
+    ByteView data(c.data);
+    if (!sign) {
+        if (data.empty() || data[0] != 0x00) return status(sw::kWrongData);
+        data = data.subspan(1);
+    }
+    std::optional<keys::PrivateKey> key = keys::PrivateKey::from_pkcs8(f->data);
+    if (!key || key->is_rsa() != (env->algorithm == kAlgorithmRsaPkcs1))
+        return status(sw::kWrongData);
+    if (sign) {
+        const std::size_t max = key->is_rsa() ? key->size() - 11 : 64;
+        if (data.empty() || data.size() > max) return status(sw::kWrongLength);
+        Bytes signature = key->is_rsa() ? key->sign_pkcs1(data) : key->sign_ecdsa(data);
+        return deliver(std::move(signature), sw::kOk, c.ne);
+    }
+    if (data.size() != key->size()) return status(sw::kWrongLength);
+    std::optional<SecureBytes> plain = key->decrypt_pkcs1(data);
+    if (!plain) return status(sw::kWrongData);
+    return deliver(Bytes(plain->begin(), plain->end()), sw::kOk, c.ne);
+}
+
+Emulator::Response Emulator::generate_key_pair(const CommandApdu& c) {
+    if (c.p1 || c.p2) return status(sw::kWrongP1P2);
+    if (!current_ef_) return status(sw::kNoCurrentEf);
+    std::optional<std::uint8_t> type;
+    std::optional<unsigned> bits;
+    try {
+        for (const auto& item : tlv::parse_all(c.data)) {
+            if (item.tag == 0x80 && !type && item.value.size() == 1) {
+                type = item.value[0];
+            } else if (item.tag == 0x81 && !bits && item.value.size() == 2) {
+                bits = static_cast<unsigned>(tlv::decode_uint(item.value, 2));
+            } else {
+                return status(sw::kWrongData);
+            }
+        }
+    } catch (const Error&) {
+        return status(sw::kWrongData);
+    }
+    if (!type) return status(sw::kWrongData);
+    const auto kind = static_cast<GeneratedKeyType>(*type);
+    if (kind == GeneratedKeyType::Rsa) {
+        if (!bits) bits = 2048;
+        if (*bits != 2048 && *bits != 3072 && *bits != 4096) return status(sw::kWrongData);
+    } else if (kind != GeneratedKeyType::EcP256 && kind != GeneratedKeyType::EcP384) {
+        return status(sw::kWrongData);
+    } else if (bits) {
+        return status(sw::kWrongData);
+    }
+    if (!allowed(current_ef_->security.update)) return status(sw::kSecurityNotSatisfied);
+    keys::PrivateKey key =
+        kind == GeneratedKeyType::Rsa
+            ? keys::PrivateKey::generate_rsa(*bits)
+            : keys::PrivateKey::generate_ec(kind == GeneratedKeyType::EcP256
+                                                ? keys::PrivateKey::Type::EcP256
+                                                : keys::PrivateKey::Type::EcP384);
+    const SecureBytes der = key.pkcs8();
+    Bytes& d = current_ef_->data;
+    if (der.size() > d.size()) return status(sw::kNotEnoughMemory);
+    std::fill(std::copy(der.begin(), der.end(), d.begin()), d.end(), std::uint8_t{0});
+    changed_ = true;
+    return deliver(key.public_key(), sw::kOk, c.ne);
 }
 
 Emulator::Response Emulator::set_pin(const CommandApdu& c) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <string>
 
+#include "card/tlv.hpp"
+
 namespace vscard::card {
 namespace {
 
@@ -470,6 +472,57 @@ void Iso7816::change_reference_data(std::uint8_t reference, ByteView old_pin, By
     Cleanse wipe{c.data};
     ResponseApdu r = transmit(c);
     if (!r.ok()) pin_failure(r, "changing the PIN");
+}
+
+void Iso7816::set_security_environment(SecurityTemplate tmpl, ByteView key_path,
+                                       std::uint8_t algorithm) {
+    if (key_path.empty() || key_path.size() % 2)
+        throw Error(ErrorKind::Invalid, "a key path is FIDs of 2 bytes each, not " +
+                                            std::to_string(key_path.size()) + " bytes");
+    Bytes data;
+    tlv::append(data, 0x81, key_path);
+    tlv::append(data, 0x80, Bytes{algorithm});
+    const std::string what =
+        std::string(tmpl == SecurityTemplate::Signature ? "choosing the signing key "
+                                                        : "choosing the deciphering key ") +
+        path_text(key_path);
+    ResponseApdu r = transmit(CommandApdu(0x00, ins::kManageSecurityEnvironment, 0x41,
+                                          static_cast<std::uint8_t>(tmpl), std::move(data)));
+    if (r.sw == sw::kReferenceNotFound)
+        throw Error(ErrorKind::NotFound,
+                    what + ": no key file there on the card (SW " + sw_hex(r.sw) + ")");
+    if (!r.ok()) throw card_error(r.sw, what);
+}
+
+Bytes Iso7816::compute_signature(ByteView data) {
+    CommandApdu c(0x00, ins::kPerformSecurityOperation, 0x9E, 0x9A, Bytes(data.begin(), data.end()),
+                  65536);
+    return transmit_ok(c, "signing with the card's key").data;
+}
+
+WipedBytes Iso7816::decipher(ByteView cryptogram) {
+    Bytes data{0x00};  // padding indicator: no further indication
+    data.insert(data.end(), cryptogram.begin(), cryptogram.end());
+    ResponseApdu r = transmit_ok(
+        CommandApdu(0x00, ins::kPerformSecurityOperation, 0x80, 0x86, std::move(data), 65536),
+        "deciphering with the card's key");
+    Cleanse wipe{r.data};
+    return WipedBytes(r.data.begin(), r.data.end());
+}
+
+Bytes Iso7816::generate_key_pair(GeneratedKeyType type, unsigned rsa_bits) {
+    Bytes data;
+    tlv::append(data, 0x80, Bytes{static_cast<std::uint8_t>(type)});
+    if (type == GeneratedKeyType::Rsa) tlv::append(data, 0x81, Bytes{hi(rsa_bits), lo(rsa_bits)});
+    const std::string what = "generating a key pair on the card";
+    ResponseApdu r = transmit(
+        CommandApdu(0x00, ins::kGenerateAsymmetricKeyPair, 0x00, 0x00, std::move(data), 65536));
+    if (r.sw == sw::kNotEnoughMemory)
+        throw Error(ErrorKind::NoSpace,
+                    what + ": the key file is too small for the key (SW " + sw_hex(r.sw) + ")");
+    if (!r.ok()) throw card_error(r.sw, what);
+    if (r.data.empty()) throw Error(ErrorKind::Io, what + ": the card returned no public key");
+    return std::move(r.data);
 }
 
 }  // namespace vscard::card

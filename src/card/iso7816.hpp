@@ -1,7 +1,8 @@
 #pragma once
 // ISO/IEC 7816-4 client commands over any Transmitter (PC/SC, the in-process emulator, a test
-// script): SELECT, READ/UPDATE BINARY, CREATE/DELETE FILE, VERIFY, CHANGE REFERENCE DATA, and
-// the mapping of status words to typed errors.
+// script): SELECT, READ/UPDATE BINARY, CREATE/DELETE FILE, VERIFY, CHANGE REFERENCE DATA,
+// the key commands of ISO/IEC 7816-8 (MANAGE SECURITY ENVIRONMENT, PERFORM SECURITY
+// OPERATION, GENERATE ASYMMETRIC KEY PAIR), and the mapping of status words to typed errors.
 //
 // Real cards differ; what this layer learns about one card is kept in CardCaps so that later
 // operations use it without probing again:
@@ -88,7 +89,8 @@ struct FileSpec {
 };
 
 // The access conditions of a new file in the card's FCP: the one place that knows how a card
-// wants them (the emulator: tag 86, three bytes; other cards would use 8C/AB).
+// wants them (the emulator: tag 86, three bytes, four with a USE condition; other cards
+// would use 8C/AB).
 void put_access_conditions(Fcp& fcp, const SecurityAttributes& access);
 // The FCP template CREATE FILE sends for SPEC.
 Bytes create_file_fcp(const FileSpec& spec);
@@ -99,6 +101,14 @@ struct FileInfo {
     std::optional<std::size_t> size() const;  // transparent EF data size
     bool is_df() const { return fcp && fcp->is_df(); }
 };
+
+// MANAGE SECURITY ENVIRONMENT SET: the control reference template (P2) of the operation the
+// environment is for, and the algorithm references (tag 80) vscard-emu knows.
+enum class SecurityTemplate : std::uint8_t { Signature = 0xB6, Confidentiality = 0xB8 };
+inline constexpr std::uint8_t kAlgorithmRsaPkcs1 = 0x02;  // RSA PKCS#1 v1.5: sign, decipher
+inline constexpr std::uint8_t kAlgorithmEcdsa = 0x04;     // ECDSA over a hash: sign only
+// GENERATE ASYMMETRIC KEY PAIR: the key type (tag 80).
+enum class GeneratedKeyType : std::uint8_t { Rsa = 0x01, EcP256 = 0x02, EcP384 = 0x03 };
 
 // Largest READ/UPDATE BINARY offset (P1-P2 hold 15 bits); an EF larger than this plus one
 // APDU's worth cannot be read in full.
@@ -158,6 +168,23 @@ public:
     void logout(std::uint8_t reference);
     // CHANGE REFERENCE DATA P1 00 (old || new); PinError as verify().
     void change_reference_data(std::uint8_t reference, ByteView old_pin, ByteView new_pin);
+
+    // MANAGE SECURITY ENVIRONMENT SET (00 22 41 TMPL): the key in the EF at KEY_PATH (FIDs
+    // from the MF, a leading 3F00 allowed) and ALGORITHM (kAlgorithm...) for the following
+    // operations of that template. NotFound when no EF is at KEY_PATH.
+    void set_security_environment(SecurityTemplate tmpl, ByteView key_path, std::uint8_t algorithm);
+    // PERFORM SECURITY OPERATION COMPUTE DIGITAL SIGNATURE (00 2A 9E 9A) over DATA with the
+    // signature environment's key: RSA a DigestInfo (or other bytes up to the modulus size -
+    // 11), ECDSA a hash (answered as r || s). Locked when the key's PIN is not verified.
+    Bytes compute_signature(ByteView data);
+    // PERFORM SECURITY OPERATION DECIPHER (00 2A 80 86, data 00 || CRYPTOGRAM) with the
+    // confidentiality environment's RSA key: the plaintext, PKCS#1 v1.5 padding removed.
+    WipedBytes decipher(ByteView cryptogram);
+    // GENERATE ASYMMETRIC KEY PAIR (00 46 00 00) into the current EF (created and selected
+    // by the caller; its UPDATE condition applies): the key's PKCS#8 DER replaces the EF's
+    // content, zero-padded. RSA_BITS: 2048, 3072 or 4096 (RSA only). Returns the public key
+    // (SubjectPublicKeyInfo DER). NoSpace when the EF is too small for the key.
+    Bytes generate_key_pair(GeneratedKeyType type, unsigned rsa_bits = 2048);
 
 private:
     class Tap;
