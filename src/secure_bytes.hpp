@@ -73,6 +73,19 @@ inline void init_secure_heap() {
 using SecureBytes = std::vector<std::uint8_t, SecureAllocator<std::uint8_t>>;
 using WipedBytes = std::vector<std::uint8_t, WipingAllocator<std::uint8_t>>;
 
+// Wipes B when it goes out of scope (unless WIPE is false): for plain buffers that held a
+// secret on its way somewhere else.
+struct WipeOnExit {
+    Bytes& b;
+    bool wipe = true;
+    explicit WipeOnExit(Bytes& bytes, bool wipe_it = true) : b(bytes), wipe(wipe_it) {}
+    WipeOnExit(const WipeOnExit&) = delete;
+    WipeOnExit& operator=(const WipeOnExit&) = delete;
+    ~WipeOnExit() {
+        if (wipe) OPENSSL_cleanse(b.data(), b.size());
+    }
+};
+
 inline SecureBytes secure_copy(ByteView v) {
     return SecureBytes(v.begin(), v.end());
 }

@@ -277,6 +277,7 @@ ResponseApdu exchange(Transmitter& card, const CommandApdu& command,
                       const ExchangeOptions& options) {
     check_sizes(command);
     CommandApdu cmd = command;
+    WipeOnExit wipe_cmd{cmd.data, options.secret};
     std::vector<CommandApdu> parts;
     if (options.extended) {
         parts.push_back(cmd);
@@ -285,12 +286,22 @@ ResponseApdu exchange(Transmitter& card, const CommandApdu& command,
         parts = chain(cmd, std::min<std::size_t>(options.chunk, 255));
     }
     LengthForm form = options.extended ? LengthForm::Auto : LengthForm::Short;
+    struct WipeParts {
+        std::vector<CommandApdu>& parts;
+        bool wipe;
+        ~WipeParts() {
+            if (wipe)
+                for (auto& p : parts) OPENSSL_cleanse(p.data.data(), p.data.size());
+        }
+    } wipe_parts{parts, options.secret};
 
     auto send = [&](const CommandApdu& c) {
         Bytes raw = c.encode(form);
-        if (options.log) options.log->command(raw);
+        WipeOnExit wipe_raw{raw, options.secret};
+        if (options.log) options.log->command(raw, options.secret);
         Bytes answer = card.transmit(raw);
-        if (options.log) options.log->response(answer);
+        WipeOnExit wipe_answer{answer, options.secret};
+        if (options.log) options.log->response(answer, options.secret);
         if (answer.size() < 2)
             throw Error(ErrorKind::Io, "the card sent a malformed response (" +
                                            std::to_string(answer.size()) + " bytes)");
@@ -304,6 +315,7 @@ ResponseApdu exchange(Transmitter& card, const CommandApdu& command,
         if (!r.ok()) return r;  // the card refused part of the chain
     }
     CommandApdu current = parts.back();
+    WipeOnExit wipe_current{current.data, options.secret};
     ResponseApdu r = send(current);
     Bytes collected;
     std::size_t rounds = 0;

@@ -179,6 +179,7 @@ struct ExchangeOptions {
     std::size_t max_rounds = 64;         // GET RESPONSE / resend rounds before giving up
     std::size_t max_response = 1 << 20;  // total response bytes before giving up
     ApduLog* log = nullptr;
+    bool secret = false;  // the data of command and response carry key material: not logged
 };
 
 // Sends COMMAND and returns the complete response: chains data that does not fit (when the

@@ -33,11 +33,6 @@ bool is_end_of_file(std::uint16_t s) {
     return s == sw::kWrongOffset || s == sw::kWrongP1P2;
 }
 
-struct Cleanse {
-    Bytes& b;
-    ~Cleanse() { OPENSSL_cleanse(b.data(), b.size()); }
-};
-
 }  // namespace
 
 // Sees the raw responses exchange() hides, to notice a 6Cxx (the card's Le limit).
@@ -222,6 +217,7 @@ ExchangeOptions Iso7816::options(bool extended) const {
     ExchangeOptions o;
     o.extended = extended;
     o.log = log_;
+    o.secret = secret_;
     return o;
 }
 
@@ -388,7 +384,7 @@ bool Iso7816::update_binary_once(std::size_t offset, ByteView data) {
     if (ext && caps_.extended == false) return false;
     CommandApdu c(0x00, ins::kUpdateBinary, hi(offset), lo(offset),
                   Bytes(data.begin(), data.end()));
-    Cleanse wipe{c.data};
+    WipeOnExit wipe{c.data};
     ResponseApdu r = send(c, ext);
     if (ext && r.sw == sw::kWrongLength) {  // refused as a whole: nothing was written
         const bool known = caps_.extended == true;
@@ -456,7 +452,7 @@ void Iso7816::pin_failure(const ResponseApdu& r, std::string_view what) {
 void Iso7816::verify(std::uint8_t reference, ByteView pin) {
     if (pin.empty()) throw Error(ErrorKind::Invalid, "an empty PIN cannot be verified");
     CommandApdu c(0x00, ins::kVerify, 0x00, reference, Bytes(pin.begin(), pin.end()));
-    Cleanse wipe{c.data};
+    WipeOnExit wipe{c.data};
     ResponseApdu r = transmit(c);
     if (!r.ok()) pin_failure(r, "verifying the PIN");
 }
@@ -469,7 +465,7 @@ void Iso7816::change_reference_data(std::uint8_t reference, ByteView old_pin, By
     CommandApdu c(0x00, ins::kChangeReferenceData, 0x00, reference,
                   Bytes(old_pin.begin(), old_pin.end()));
     c.data.insert(c.data.end(), new_pin.begin(), new_pin.end());
-    Cleanse wipe{c.data};
+    WipeOnExit wipe{c.data};
     ResponseApdu r = transmit(c);
     if (!r.ok()) pin_failure(r, "changing the PIN");
 }
@@ -501,12 +497,13 @@ Bytes Iso7816::compute_signature(ByteView data) {
 }
 
 WipedBytes Iso7816::decipher(ByteView cryptogram) {
+    KeyMaterial plaintext(*this);
     Bytes data{0x00};  // padding indicator: no further indication
     data.insert(data.end(), cryptogram.begin(), cryptogram.end());
     ResponseApdu r = transmit_ok(
         CommandApdu(0x00, ins::kPerformSecurityOperation, 0x80, 0x86, std::move(data), 65536),
         "deciphering with the card's key");
-    Cleanse wipe{r.data};
+    WipeOnExit wipe{r.data};
     return WipedBytes(r.data.begin(), r.data.end());
 }
 

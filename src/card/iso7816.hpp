@@ -186,6 +186,20 @@ public:
     // (SubjectPublicKeyInfo DER). NoSpace when the EF is too small for the key.
     Bytes generate_key_pair(GeneratedKeyType type, unsigned rsa_bits = 2048);
 
+    // While one lives, the commands sent through ISO carry key material (e.g. UPDATE BINARY
+    // of a key file): the APDU log withholds their data and that of the responses.
+    class KeyMaterial {
+    public:
+        explicit KeyMaterial(Iso7816& iso) : iso_(iso), was_(iso.secret_) { iso.secret_ = true; }
+        ~KeyMaterial() { iso_.secret_ = was_; }
+        KeyMaterial(const KeyMaterial&) = delete;
+        KeyMaterial& operator=(const KeyMaterial&) = delete;
+
+    private:
+        Iso7816& iso_;
+        bool was_;
+    };
+
 private:
     class Tap;
     ExchangeOptions options(bool extended) const;
@@ -198,6 +212,7 @@ private:
     Transmitter& link_;
     CardCaps caps_;
     ApduLog* log_;
+    bool secret_ = false;  // see KeyMaterial
 };
 
 }  // namespace vscard::card
