@@ -509,8 +509,15 @@ KeyEntry import_private_key(ByteView content, ByteView family_key) {
     return entry;
 }
 
-KeyEntry check_envelope(ByteView envelope, ByteView family_key) {
-    ErrorQueueGuard guard;
+namespace {
+
+struct Opened {
+    Pkey pkey;
+    SecureBytes der;
+    KeyInfo info;
+};
+
+Opened open_sealed(ByteView envelope, ByteView family_key) {
     check_family_key(family_key);
     Bytes body = unarmor(envelope);
     if (body.size() < kHeaderSize + crypto::kSealOverhead + 1) damaged("too short");
@@ -539,11 +546,83 @@ KeyEntry check_envelope(ByteView envelope, ByteView family_key) {
     KeyInfo info = key_info(pkey.get());
     if (!info.type || static_cast<std::uint8_t>(*info.type) != type || info.bits != bits)
         damaged("key inside does not match its header");
+    return {std::move(pkey), std::move(*der), std::move(info)};
+}
+
+Bytes spki_der(EVP_PKEY* pkey) {
+    unsigned char* out = nullptr;
+    int n = i2d_PUBKEY(pkey, &out);
+    if (n <= 0 || !out) internal("encoding the public key");
+    Bytes der(out, out + n);
+    OPENSSL_free(out);
+    return der;
+}
+
+}  // namespace
+
+KeyEntry check_envelope(ByteView envelope, ByteView family_key) {
+    ErrorQueueGuard guard;
+    Opened opened = open_sealed(envelope, family_key);
     KeyEntry entry;
     entry.envelope.assign(envelope.begin(), envelope.end());
-    entry.public_pem = public_pem(pkey.get());
-    entry.description = std::move(info.description);
+    entry.public_pem = public_pem(opened.pkey.get());
+    entry.description = std::move(opened.info.description);
     return entry;
+}
+
+OpenedKey open_envelope(ByteView envelope, ByteView family_key) {
+    ErrorQueueGuard guard;
+    Opened opened = open_sealed(envelope, family_key);
+    return {std::move(opened.der), spki_der(opened.pkey.get()), std::move(opened.info.description)};
+}
+
+std::string public_pem_of_spki(ByteView spki) {
+    ErrorQueueGuard guard;
+    const unsigned char* p = spki.data();
+    Pkey pkey(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size())));
+    if (!pkey || p != spki.data() + spki.size() ||
+        (!EVP_PKEY_is_a(pkey.get(), "RSA") && !EVP_PKEY_is_a(pkey.get(), "EC")))
+        invalid("the card's public key is not an RSA or EC SubjectPublicKeyInfo");
+    return public_pem(pkey.get());
+}
+
+Bytes sha256(ByteView data) {
+    Bytes md(32);
+    unsigned int n = 0;
+    if (EVP_Digest(data.data(), data.size(), md.data(), &n, EVP_sha256(), nullptr) != 1)
+        internal("hashing with SHA-256");
+    return md;
+}
+
+Bytes sha256_digest_info(ByteView hash) {
+    // DigestInfo ::= SEQUENCE { AlgorithmIdentifier sha256 (with NULL), OCTET STRING hash }
+    static constexpr std::array<std::uint8_t, 19> kPrefix = {
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+        0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+    if (hash.size() != 32) invalid("a SHA-256 hash has 32 bytes");
+    Bytes info(kPrefix.size() + hash.size());
+    std::copy(kPrefix.begin(), kPrefix.end(), info.begin());
+    std::copy(hash.begin(), hash.end(), info.begin() + kPrefix.size());
+    return info;
+}
+
+Bytes ecdsa_signature_der(ByteView rs) {
+    if (rs.empty() || rs.size() % 2 != 0) invalid("an ECDSA signature r || s of odd length");
+    const int half = static_cast<int>(rs.size() / 2);
+    std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(ECDSA_SIG_new(), ECDSA_SIG_free);
+    BIGNUM* r = BN_bin2bn(rs.data(), half, nullptr);
+    BIGNUM* s = BN_bin2bn(rs.data() + half, half, nullptr);
+    if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
+        BN_free(r);
+        BN_free(s);
+        internal("encoding an ECDSA signature");
+    }
+    unsigned char* out = nullptr;
+    int n = i2d_ECDSA_SIG(sig.get(), &out);
+    if (n <= 0 || !out) internal("encoding an ECDSA signature");
+    Bytes der(out, out + n);
+    OPENSSL_free(out);
+    return der;
 }
 
 void check_public_key(ByteView content) {

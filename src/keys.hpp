@@ -38,6 +38,27 @@ KeyEntry import_private_key(ByteView content, ByteView family_key);
 // Throws Error(Invalid) naming the problem ("from another card family", "damaged", newer version).
 KeyEntry check_envelope(ByteView envelope, ByteView family_key);
 
+// The key an envelope carries, for a card's own key store: its PKCS#8 DER and its public key
+// as SubjectPublicKeyInfo DER. Throws as check_envelope().
+struct OpenedKey {
+    SecureBytes pkcs8;
+    Bytes spki;
+    std::string description;
+};
+OpenedKey open_envelope(ByteView envelope, ByteView family_key);
+
+// PEM of a SubjectPublicKeyInfo DER (the NAME.pub of a key a card generated).
+// Throws Error(Invalid) when SPKI is not an RSA or EC public key.
+std::string public_pem_of_spki(ByteView spki);
+
+// SHA-256 of DATA.
+Bytes sha256(ByteView data);
+// The DigestInfo of a SHA-256 HASH: what an RSA key signs with PKCS#1 v1.5.
+Bytes sha256_digest_info(ByteView hash);
+// An ECDSA signature given as r || s (as cards answer) in DER, as OpenSSL verifies it.
+// Error(Invalid) when RS is empty or of odd length.
+Bytes ecdsa_signature_der(ByteView rs);
+
 // Checks that CONTENT is a PEM public key (RSA or EC); throws Error(Invalid) otherwise.
 void check_public_key(ByteView content);
 

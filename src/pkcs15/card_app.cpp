@@ -133,6 +133,15 @@ void parse_dir_file(DirFile& f) {
     }
 }
 
+}  // namespace
+
+void reread_dir(CardApp::State& s, DirFile& f) {
+    read_dir_file(s, f);
+    parse_dir_file(f);
+}
+
+namespace {
+
 bool tolerable(const Error& e) {
     return e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::Invalid ||
            e.kind() == ErrorKind::NotSupported;

@@ -122,12 +122,41 @@ public:
     // before they change the card, and read the application again when it says no.
     bool directory_unchanged();
 
-    // ---- other directory files (read-only for now) ----
+    // ---- other directory files ----
     std::vector<PinObject> pins() const;
     std::vector<CertObject> certificates() const;
     std::vector<KeyObject> public_keys() const;
     std::vector<KeyObject> private_keys() const;
     std::vector<KeyObject> secret_keys() const;
+
+    // ---- the card's own key store (DESIGN §5) ----
+    // A private key lives in a key file that can never be read and is used after the user
+    // PIN, named by a PrKDF entry; its public key sits in a readable file named by a PuKDF
+    // entry with the same id (the SHA-1 of its SubjectPublicKeyInfo). Labels name keys, as
+    // the mount's secret/ entries do. Writes keep the card consistent at every APDU: the
+    // files first, then the PuKDF entry, then the PrKDF entry (the commit point), what was
+    // replaced last; a removal goes the other way round.
+    //
+    // The private key labelled LABEL (nullopt: none).
+    std::optional<KeyObject> private_key(std::string_view label) const;
+    // Its public key as SubjectPublicKeyInfo DER, read once from the PuKDF's file; nullopt
+    // when the card keeps none for it.
+    std::optional<Bytes> public_key(std::string_view label);
+    // Stores PKCS8 (PrivateKeyInfo DER of an RSA or EC key) whose public key is SPKI under
+    // LABEL, replacing a key of that label; nothing happens when that key is already there.
+    // NoSpace when the card is full (the previous key stays), Locked before VERIFY.
+    void import_key(std::string_view label, ByteView pkcs8, ByteView spki);
+    // Has the card generate a key pair under LABEL (Exists when the label is taken); returns
+    // its public key (SubjectPublicKeyInfo DER). The key never leaves the card.
+    Bytes generate_key(std::string_view label, card::GeneratedKeyType type,
+                       unsigned rsa_bits = 2048);
+    // Removes the key LABEL: its PrKDF entry, the PuKDF entry, then both files.
+    void remove_key(std::string_view label);
+    // Relabels key FROM as TO (Exists when TO is taken).
+    void rename_key(std::string_view from, std::string_view to);
+    // Has the card sign DATA with key LABEL: a DigestInfo for RSA (PKCS#1 v1.5), the hash for
+    // EC (the signature comes back as r || s). The PIN must be verified.
+    Bytes sign(std::string_view label, ByteView data);
 
     // ---- the user PIN (the AODF's first PIN that is neither SO nor unblocking PIN) ----
     std::optional<PinObject> user_pin() const;

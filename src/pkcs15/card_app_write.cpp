@@ -12,40 +12,16 @@ namespace {
 using card::Access;
 using card::SecurityAttributes;
 
-std::uint16_t last_fid(const Bytes& v) {
-    if (v.size() < 2) return 0;
-    return static_cast<std::uint16_t>(v[v.size() - 2] << 8 | v[v.size() - 1]);
-}
-
 bool in_vscard_ranges(std::uint16_t fid) {
     return (fid >= kFirstDataFid && fid <= kLastDataFid) ||
-           (fid >= kFirstDirFid && fid <= kLastDirFid);
+           (fid >= kFirstDirFid && fid <= kLastDirFid) ||
+           (fid >= kFirstKeyFid && fid <= kLastKeyFid);
 }
 
 Path file_only(Path p) {
     p.index.reset();
     p.length.reset();
     return p;
-}
-
-// Runs a write, marking the model stale when the card went away in the middle of it.
-template <typename Fn>
-void guarded(CardApp::State& s, Fn fn) {
-    s.check_usable();
-    try {
-        fn();
-    } catch (const Error& e) {
-        if (e.kind() == ErrorKind::Io) s.stale = true;
-        throw;
-    }
-}
-
-void check_label(std::string_view label) {
-    if (label.empty() || label == "/")
-        throw Error(ErrorKind::Invalid, "an object on the card needs a non-empty name");
-    if (label.size() > kMaxLabelBytes)
-        throw Error(ErrorKind::NameTooLong,
-                    "names on the card have at most " + std::to_string(kMaxLabelBytes) + " bytes");
 }
 
 struct Located {
@@ -66,52 +42,10 @@ DataObject& object_at(CardApp::State& s, const Located& l) {
     return std::get<DataObject>(s.dirs[l.dir].data[l.entry]);
 }
 
-const PinObject& user_pin_of(const std::optional<PinObject>& pin) {
-    if (!pin || !pin->reference)
-        throw Error(ErrorKind::NotSupported,
-                    "the card has no user PIN, so it cannot hold private objects");
-    return *pin;
-}
-
-// Who may change public objects: as the DODF says when its FCP told, else the PIN.
-Access write_access(const DirFile& dodf, const std::optional<PinObject>& pin) {
-    if (dodf.access) return dodf.access->update;
-    if (pin && pin->reference) return Access::pin(static_cast<std::uint8_t>(*pin->reference));
-    return Access::always();
-}
-
 SecurityAttributes object_access(Area area, Access write, const std::optional<PinObject>& pin) {
     if (area == Area::Public) return {Access::always(), write, write};
     const Access p = Access::pin(static_cast<std::uint8_t>(*user_pin_of(pin).reference));
     return {p, p, p};
-}
-
-// The DODF new objects go into: the first one vscard can write; one is created (and added to
-// the ODF) when the card has none.
-std::size_t writable_dodf(CardApp::State& s, const std::optional<PinObject>& pin) {
-    for (std::size_t i = 0; i < s.dirs.size(); ++i)
-        if (s.dirs[i].type == DfType::DODF && s.dirs[i].writable) return i;
-    DirFile f;
-    f.type = DfType::DODF;
-    f.ef_size = 1024;
-    const Access w = s.odf.access ? s.odf.access->update : write_access(f, pin);
-    f.access = SecurityAttributes{Access::always(), w, w};
-    card::FileSpec spec;
-    spec.size = f.ef_size;
-    spec.access = *f.access;
-    f.path = app_file_path(s, create_in_app(s, spec, kFirstDirFid, kLastDirFid));
-    Entries<OdfEntry> next = s.odf_entries;
-    next.push_back(OdfEntry{DfType::DODF, f.path, {}});
-    try {
-        commit_dir(s, s.odf, serialize_odf(next));
-    } catch (const Error& e) {
-        if (e.kind() != ErrorKind::Io) delete_quietly(s, f.path);
-        throw;
-    }
-    s.odf_entries = std::move(next);
-    f.odf_index = s.odf_entries.size() - 1;
-    s.dirs.push_back(std::move(f));
-    return s.dirs.size() - 1;
 }
 
 // Whether a DODF entry still names the file of P (another object in a range of it).
@@ -174,7 +108,7 @@ DataObject new_entry(Area area, std::string_view label, const std::optional<PinO
 void write_object(CardApp::State& s, const std::optional<PinObject>& pin, Area area,
                   std::string_view label, ByteView content) {
     const std::optional<Located> old = locate(s, area, label);
-    const std::size_t di = old ? old->dir : writable_dodf(s, pin);
+    const std::size_t di = old ? old->dir : writable_dir(s, DfType::DODF, pin);
     if (!s.dirs[di].writable)
         throw Error(ErrorKind::ReadOnly,
                     "the card's directory of '" + std::string(label) + "' cannot be rewritten");
@@ -217,6 +151,58 @@ std::string folder_label(std::string_view folder) {
 
 // ---- shared helpers (card_app_state.hpp) -----------------------------------------------------
 
+std::uint16_t last_fid(const Bytes& v) {
+    if (v.size() < 2) return 0;
+    return static_cast<std::uint16_t>(v[v.size() - 2] << 8 | v[v.size() - 1]);
+}
+
+void check_label(std::string_view label) {
+    if (label.empty() || label == "/")
+        throw Error(ErrorKind::Invalid, "an object on the card needs a non-empty name");
+    if (label.size() > kMaxLabelBytes)
+        throw Error(ErrorKind::NameTooLong,
+                    "names on the card have at most " + std::to_string(kMaxLabelBytes) + " bytes");
+}
+
+const PinObject& user_pin_of(const std::optional<PinObject>& pin) {
+    if (!pin || !pin->reference)
+        throw Error(ErrorKind::NotSupported,
+                    "the card has no user PIN, so it cannot hold private objects");
+    return *pin;
+}
+
+Access write_access(const DirFile& dir, const std::optional<PinObject>& pin) {
+    if (dir.access) return dir.access->update;
+    if (pin && pin->reference) return Access::pin(static_cast<std::uint8_t>(*pin->reference));
+    return Access::always();
+}
+
+std::size_t writable_dir(CardApp::State& s, DfType type, const std::optional<PinObject>& pin) {
+    for (std::size_t i = 0; i < s.dirs.size(); ++i)
+        if (s.dirs[i].type == type && s.dirs[i].writable) return i;
+    DirFile f;
+    f.type = type;
+    f.ef_size = 1024;
+    const Access w = s.odf.access ? s.odf.access->update : write_access(f, pin);
+    f.access = SecurityAttributes{Access::always(), w, w};
+    card::FileSpec spec;
+    spec.size = f.ef_size;
+    spec.access = *f.access;
+    f.path = app_file_path(s, create_in_app(s, spec, kFirstDirFid, kLastDirFid));
+    Entries<OdfEntry> next = s.odf_entries;
+    next.push_back(OdfEntry{type, f.path, {}});
+    try {
+        commit_dir(s, s.odf, serialize_odf(next));
+    } catch (const Error& e) {
+        if (e.kind() != ErrorKind::Io) delete_quietly(s, f.path);
+        throw;
+    }
+    s.odf_entries = std::move(next);
+    f.odf_index = s.odf_entries.size() - 1;
+    s.dirs.push_back(std::move(f));
+    return s.dirs.size() - 1;
+}
+
 std::set<std::uint16_t> used_fids(const CardApp::State& s) {
     std::set<std::uint16_t> used{kDirFid, kAppFid, kOdfFid, kTokenInfoFid};
     auto add = [&](const Path& p) { used.insert(last_fid(p.value)); };
@@ -239,8 +225,9 @@ std::set<std::uint16_t> used_fids(const CardApp::State& s) {
 }
 
 std::uint16_t create_in_app(CardApp::State& s, card::FileSpec spec, std::uint16_t first,
-                            std::uint16_t last) {
-    const std::set<std::uint16_t> used = used_fids(s);
+                            std::uint16_t last, const std::set<std::uint16_t>& also_taken) {
+    std::set<std::uint16_t> used = used_fids(s);
+    used.insert(also_taken.begin(), also_taken.end());
     for (std::uint32_t fid = first; fid <= last; ++fid) {
         if (used.count(static_cast<std::uint16_t>(fid))) continue;
         spec.fid = static_cast<std::uint16_t>(fid);

@@ -35,6 +35,9 @@ inline const Bytes kPkcs15Aid = {0xA0, 0x00, 0x00, 0x00, 0x63, 'P', 'K', 'C', 'S
 // Application name of vscard's own private data objects (key envelopes, family key); data
 // objects of any other application (or none) are the user's files.
 inline constexpr std::string_view kVscardAppName = "vscard";
+// Labels of application vscard's objects that make up a card's secret area (key envelopes
+// and their NAME.pub) start with this; the rest is the entry's name.
+inline constexpr std::string_view kSecretLabelPrefix = "secret/";
 // Longest label OpenSC accepts (its 255-byte buffer keeps a terminating NUL); a longer label
 // makes OpenSC reject the whole directory file, so vscard never writes one.
 inline constexpr std::size_t kMaxLabelBytes = 254;
