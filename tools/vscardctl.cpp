@@ -5,7 +5,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <fstream>
 #include <iostream>
+#include <map>
 
 #include "agent_client.hpp"
 #include "backup.hpp"
@@ -13,6 +15,7 @@
 #include "card/pcsc.hpp"
 #include "card/personalize.hpp"
 #include "error.hpp"
+#include "keys.hpp"
 #include "locations.hpp"
 #include "password_input.hpp"
 #include "pkcs15/card_app.hpp"
@@ -336,6 +339,127 @@ int cmd_format(const Common& c, const std::string& reader, const std::string& la
     return 0;
 }
 
+// The card's PIN: from the agent when the card is unlocked there, else asked for.
+SecureBytes card_pin(const Common& c, const Target& t, bool pin_stdin) {
+    AgentClient agent(agent_socket(c.agent));
+    if (!pin_stdin && agent.reachable())
+        if (auto pin = agent.get(t.text())) return std::move(*pin);
+    return read_password(pin_stdin, "PIN of " + t.text() + ": ", false);
+}
+
+InsertedCard verified_card(const Common& c, const Target& t, bool pin_stdin) {
+    if (!t.card)
+        throw Error(ErrorKind::Usage,
+                    "'" + t.text() + "' is a VSC; this command takes card/SERIAL");
+    InsertedCard card = find_card(t.name);
+    SecureBytes pin = card_pin(c, t, pin_stdin);
+    try {
+        card.app->verify_pin(pin);
+    } catch (const card::PinError& e) {
+        pin_refused(t.text(), e);
+    }
+    return card;
+}
+
+struct KeyTypeChoice {
+    card::GeneratedKeyType type;
+    unsigned rsa_bits;
+    const char* description;
+};
+
+KeyTypeChoice key_type_named(const std::string& name) {
+    static const std::map<std::string, KeyTypeChoice> types = {
+        {"p256", {card::GeneratedKeyType::EcP256, 0, "EC P-256"}},
+        {"p384", {card::GeneratedKeyType::EcP384, 0, "EC P-384"}},
+        {"rsa2048", {card::GeneratedKeyType::Rsa, 2048, "RSA 2048"}},
+        {"rsa3072", {card::GeneratedKeyType::Rsa, 3072, "RSA 3072"}},
+        {"rsa4096", {card::GeneratedKeyType::Rsa, 4096, "RSA 4096"}},
+    };
+    auto it = types.find(name);
+    if (it == types.end())
+        throw Error(ErrorKind::Usage, "unknown key type '" + name +
+                                          "'; choose p256, p384, rsa2048, rsa3072 or rsa4096");
+    return it->second;
+}
+
+int cmd_generate_key(const Common& c, const std::string& target, const std::string& name,
+                     const std::string& type_name, bool pin_stdin) {
+    const KeyTypeChoice type = key_type_named(type_name);
+    Target t = target_of(target);
+    InsertedCard card = verified_card(c, t, pin_stdin);
+    if (card.app->find(pkcs15::Area::Vscard, std::string(pkcs15::kSecretLabelPrefix) + name))
+        throw Error(ErrorKind::Exists, t.text() + "/secret/" + name + " exists; pick another name");
+    Bytes spki = card.app->generate_key(name, type.type, type.rsa_bits);
+    card.app->logout();
+    std::cout << "generated " << type.description << " key '" << name << "' on " << t.text()
+              << "; it never leaves the card, so no backup can hold it. Public key (also in "
+              << "secret/" << name << ".pub of the mount once the card is inserted again):\n"
+              << keys::public_pem_of_spki(spki);
+    return 0;
+}
+
+int cmd_delete_key(const Common& c, const std::string& target, const std::string& name,
+                   bool pin_stdin, bool yes) {
+    Target t = target_of(target);
+    InsertedCard card = verified_card(c, t, pin_stdin);
+    const std::string label = std::string(pkcs15::kSecretLabelPrefix) + name;
+    const bool envelope = card.app->find(pkcs15::Area::Vscard, label).has_value();
+    const bool key = card.app->private_key(name).has_value();
+    if (!envelope && !key)
+        throw Error(ErrorKind::NotFound, t.text() + " has no key '" + name + "'");
+    if (key && !envelope && !yes)
+        throw Error(ErrorKind::Usage, "key '" + name + "' was made on " + t.text() +
+                                          " and no copy of it exists anywhere: deleting it is "
+                                          "final. Repeat with --yes to delete it");
+    if (key) card.app->remove_key(name);  // the key before its envelope, as the mount does
+    if (envelope) card.app->remove(pkcs15::Area::Vscard, label);
+    if (card.app->find(pkcs15::Area::Vscard, label + ".pub"))
+        card.app->remove(pkcs15::Area::Vscard, label + ".pub");
+    card.app->logout();
+    std::cout << "deleted key '" << name << "' from " << t.text() << "\n";
+    return 0;
+}
+
+Bytes read_all(std::istream& in) {
+    return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+int cmd_sign(const Common& c, const std::string& target, const std::string& name,
+             const std::optional<std::string>& input, const std::optional<std::string>& output,
+             bool pin_stdin) {
+    if (pin_stdin && !input)
+        throw Error(ErrorKind::Usage, "with --pin-stdin the data to sign comes from --in FILE");
+    Bytes data;
+    if (input) {
+        std::ifstream file(*input, std::ios::binary);
+        if (!file) throw Error(ErrorKind::NotFound, "cannot read " + *input);
+        data = read_all(file);
+    }
+    Target t = target_of(target);
+    InsertedCard card = verified_card(c, t, pin_stdin);
+    if (!input) data = read_all(std::cin);
+    const auto key = card.app->private_key(name);
+    if (!key)
+        throw Error(ErrorKind::NotFound, t.text() + " has no key '" + name + "' (see " +
+                                             "secret/ of the card in the mount)");
+    const bool rsa = key->kind == pkcs15::KeyKind::PrivateRsa;
+    const Bytes hash = keys::sha256(data);
+    Bytes signature = card.app->sign(name, rsa ? keys::sha256_digest_info(hash) : hash);
+    card.app->logout();
+    if (!rsa) signature = keys::ecdsa_signature_der(signature);
+    std::ofstream file;
+    if (output) {
+        file.open(*output, std::ios::binary | std::ios::trunc);
+        if (!file) throw Error(ErrorKind::NotFound, "cannot write " + *output);
+    }
+    std::ostream& out = output ? file : std::cout;
+    out.write(reinterpret_cast<const char*>(signature.data()),
+              static_cast<std::streamsize>(signature.size()));
+    out.flush();
+    if (!out) throw Error(ErrorKind::Io, "cannot write the signature");
+    return 0;
+}
+
 int cmd_status(const Common& c) {
     AgentClient agent(agent_socket(c.agent));
     std::cout << "store: " << store_dir(c.store).string() << "\n";
@@ -508,6 +632,34 @@ int main(int argc, char** argv) {
     check->add_flag("--password-stdin", pw_stdin,
                     "read the password from standard input to check private and secret too");
 
+    std::string key_type = "p256";
+    bool yes = false;
+    auto* generate_key = app.add_subcommand(
+        "generate-key", "have a card generate a key pair that never leaves it (secret/NAME)");
+    generate_key->add_option("TARGET", target, "card/SERIAL")->required();
+    generate_key->add_option("NAME", name, "the key's name (its entry in secret/)")->required();
+    generate_key->add_option("--type", key_type, "p256, p384, rsa2048, rsa3072 or rsa4096")
+        ->capture_default_str();
+    generate_key->add_flag("--pin-stdin", pw_stdin,
+                           "read the PIN from standard input (default: the agent, else asked)");
+    auto* delete_key =
+        app.add_subcommand("delete-key", "delete key NAME from a card: its key and its envelope");
+    delete_key->add_option("TARGET", target, "card/SERIAL")->required();
+    delete_key->add_option("NAME", name, "the key's name (its entry in secret/)")->required();
+    delete_key->add_flag("--yes", yes, "delete a key made on the card, of which no copy exists");
+    delete_key->add_flag("--pin-stdin", pw_stdin,
+                         "read the PIN from standard input (default: the agent, else asked)");
+
+    std::optional<std::string> sign_in, sign_out;
+    auto* sign = app.add_subcommand(
+        "sign", "have a card sign data with key NAME (SHA-256; RSA PKCS#1 v1.5 or ECDSA, DER)");
+    sign->add_option("TARGET", target, "card/SERIAL")->required();
+    sign->add_option("NAME", name, "the key's name (its entry in secret/)")->required();
+    sign->add_option("--in", sign_in, "the data to sign (default: standard input)");
+    sign->add_option("--out", sign_out, "where the signature goes (default: standard output)");
+    sign->add_flag("--pin-stdin", pw_stdin,
+                   "read the PIN from standard input (default: the agent, else asked)");
+
     tools::BackupCommands backups(app);
 
     try {
@@ -531,6 +683,9 @@ int main(int argc, char** argv) {
         if (*check) return cmd_check(c, target, pw_stdin);
         if (*readers) return cmd_readers();
         if (*format) return cmd_format(c, reader, card_label, pw_stdin, for_vsc);
+        if (*generate_key) return cmd_generate_key(c, target, name, key_type, pw_stdin);
+        if (*delete_key) return cmd_delete_key(c, target, name, pw_stdin, yes);
+        if (*sign) return cmd_sign(c, target, name, sign_in, sign_out, pw_stdin);
         if (backups.selected()) return backups.run();
     } catch (const Error& e) {
         std::cerr << "vscardctl: " << e.what() << "\n";

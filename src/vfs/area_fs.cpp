@@ -458,6 +458,7 @@ std::shared_ptr<OpenFile> AreaFs::open(const RelPath& path, bool writable, bool 
         check_unlocked();
         Node& n = node(resolve(path));
         if (!n.file) throw Error(ErrorKind::IsDirectory, "is a directory");
+        store_->check_open(n.meta.content, writable);
         f = n.file;
         std::lock_guard flock(f->mutex);
         ++f->handles;
@@ -476,6 +477,7 @@ std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode
         if (exclusive) throw Error(ErrorKind::Exists, "file exists");
         Node& n = node(existing->second);
         if (!n.file) throw Error(ErrorKind::IsDirectory, "is a directory");
+        store_->check_open(n.meta.content, true);
         std::lock_guard flock(n.file->mutex);
         ++n.file->handles;
         return std::make_shared<OpenFile>(n.file, true);

@@ -6,14 +6,83 @@
 
 #include "card/personalize.hpp"
 #include "error.hpp"
+#include "keys.hpp"
 #include "log.hpp"
 
 namespace vscard {
 namespace {
 
+struct CardOnlyKey {
+    std::string name;        // its label: the entry's name in secret/
+    std::string public_pem;  // "" when the card keeps no public key for it
+};
+
 struct Listing {
     std::vector<pkcs15::DataFile> files;  // labels without the area's prefix
+    std::vector<CardOnlyKey> card_only;
 };
+
+// The keys in the card's key store that no envelope among FILES stands for: generated on the
+// card, or put there by other tools.
+std::vector<CardOnlyKey> card_only_keys(pkcs15::CardApp& app,
+                                        const std::vector<pkcs15::DataFile>& files,
+                                        const std::string& area_name) {
+    std::set<std::string> names;
+    for (const auto& f : files) names.insert(f.label);
+    std::vector<CardOnlyKey> out;
+    for (const auto& key : app.private_keys()) {
+        const std::string& name = key.common.label;
+        if (names.count(name)) continue;
+        if (name.empty() || name.find('/') != std::string::npos || name.ends_with(".pub")) {
+            log_line(area_name + ": a key on the card is not shown: its label '" + name +
+                     "' is no entry name");
+            continue;
+        }
+        CardOnlyKey k{name, {}};
+        if (!names.count(name + ".pub")) {
+            try {
+                if (auto spki = app.public_key(name))
+                    k.public_pem = keys::public_pem_of_spki(*spki);
+            } catch (const Error& e) {
+                if (e.kind() == ErrorKind::Io) throw;
+                log_line(area_name + ": no public key for '" + name + "': " + e.what());
+            }
+        }
+        out.push_back(std::move(k));
+    }
+    return out;
+}
+
+std::string entry_name(const std::string& label, const std::string& prefix) {
+    return label.substr(prefix.size());
+}
+
+// Secret area: an entry's content goes into the card's key store too when it is a key
+// envelope; an entry that no longer holds one takes its key out of it.
+void write_entry(pkcs15::CardApp& app, const std::string& label, const std::string& name,
+                 const WipedBytes& content, const SecureBytes& family_key) {
+    if (keys::classify(content) != keys::ContentKind::Envelope) {
+        app.write(pkcs15::Area::Vscard, label, content);
+        if (app.private_key(name)) app.remove_key(name);
+        return;
+    }
+    // The key first, so that a card pulled in between holds the key (shown as a key of the
+    // card's own) rather than an envelope the card cannot use.
+    keys::OpenedKey key = keys::open_envelope(content, family_key);
+    const bool had_key = app.private_key(name).has_value();
+    app.import_key(name, key.pkcs8, key.spki);
+    try {
+        app.write(pkcs15::Area::Vscard, label, content);
+    } catch (const Error& e) {
+        if (had_key || e.kind() == ErrorKind::Io) throw;
+        try {
+            app.remove_key(name);
+        } catch (const Error& undo) {
+            if (undo.kind() == ErrorKind::Io) throw;
+        }
+        throw;
+    }
+}
 
 std::vector<std::string> components(const std::string& label) {
     std::vector<std::string> parts;
@@ -70,6 +139,7 @@ std::vector<NodeRow> CardAreaStore::load() {
             f.label.erase(0, prefix.size());
             l.files.push_back(std::move(f));
         }
+        if (keeps_keys()) l.card_only = card_only_keys(app, l.files, options_.name);
         return l;
     });
 
@@ -77,6 +147,8 @@ std::vector<NodeRow> CardAreaStore::load() {
     nodes_.clear();
     markers_.clear();
     orphans_.clear();
+    card_only_.clear();
+    card_only_pub_.clear();
     NodeMeta root;
     root.kind = NodeKind::Dir;
     root.mode = options_.dir_mode;
@@ -135,8 +207,61 @@ std::vector<NodeRow> CardAreaStore::load() {
                  "' is hidden: its name is taken by another object");
     }
 
+    auto add_file = [&](const std::string& name, std::uint32_t mode, std::size_t size) {
+        auto [it, fresh] = children.try_emplace({kRootId, name}, 0);
+        if (!fresh) return std::uint64_t{0};
+        NodeMeta file;
+        file.kind = NodeKind::File;
+        file.parent = kRootId;
+        file.name = name;
+        file.mode = mode;
+        file.mtime = file.ctime = options_.time;
+        file.size = size;
+        file.content = next_id_.fetch_add(1);
+        it->second = next_id_.fetch_add(1);
+        nodes_[it->second] = file;
+        return file.content;
+    };
+    for (auto& k : listing.card_only) {
+        if (auto content = add_file(k.name, 0400, 0)) card_only_[content] = k.name;
+        if (k.public_pem.empty()) continue;
+        if (auto content = add_file(k.name + ".pub", 0444, k.public_pem.size()))
+            card_only_pub_[content] = WipedBytes(k.public_pem.begin(), k.public_pem.end());
+    }
+
     loaded_ = true;
     return rows();
+}
+
+void CardAreaStore::refuse_card_only(const std::string& name) const {
+    throw Error(ErrorKind::Locked,
+                options_.name + "/" + name +
+                    ": a key the card keeps to itself (no copy of it exists elsewhere); it "
+                    "cannot be read, overwritten, moved or deleted through the mount (`vscardctl "
+                    "delete-key` deletes it for good)");
+}
+
+void CardAreaStore::check_open(std::uint64_t content, bool writable) {
+    std::lock_guard lock(mutex_);
+    if (auto it = card_only_.find(content); it != card_only_.end()) refuse_card_only(it->second);
+    if (writable && card_only_pub_.count(content))
+        if (auto owner = owner_of(content)) refuse_card_only(nodes_.at(*owner).name);
+}
+
+void CardAreaStore::check_card_only_untouched(const Nodes& after, const AreaChange& change) const {
+    std::set<std::uint64_t> written;
+    for (const auto& c : change.chunks) written.insert(c.content);
+    for (auto [content, from] : change.dropped_chunks) written.insert(content);
+    for (const auto& [id, meta] : nodes_) {
+        if (meta.kind != NodeKind::File ||
+            (!card_only_.count(meta.content) && !card_only_pub_.count(meta.content)))
+            continue;
+        auto now = after.find(id);
+        if (now == after.end() || now->second.name != meta.name ||
+            now->second.parent != meta.parent || now->second.size != meta.size ||
+            written.count(meta.content))
+            refuse_card_only(meta.name);
+    }
 }
 
 std::vector<NodeRow> CardAreaStore::rows() const {
@@ -152,6 +277,10 @@ void CardAreaStore::apply(const AreaChange& change) {
     Nodes after = nodes_;
     for (const auto& row : change.upserts) after[row.id] = row.meta;
     for (auto id : change.deleted_nodes) after.erase(id);
+    if (keeps_keys()) check_card_only_untouched(after, change);
+    const std::string& prefix = options_.label_prefix;
+    const bool keys = keeps_keys();
+    const SecureBytes& family_key = options_.family_key;
     std::set<std::uint64_t> dropped_whole;
     for (auto [content, from] : change.dropped_chunks)
         if (from == 0) dropped_whole.insert(content);
@@ -186,8 +315,16 @@ void CardAreaStore::apply(const AreaChange& change) {
                     steps.push_back([=](pkcs15::CardApp& app) { app.remove(area, to + "/"); });
                     gone_markers.insert(id);
                 }
-            steps.push_back(
-                [=](pkcs15::CardApp& app) { app.rename_prefix(area, from + "/", to + "/"); });
+            steps.push_back([=](pkcs15::CardApp& app) {
+                app.rename_prefix(area, from + "/", to + "/");
+                if (!keys) return;
+                const std::string key_from = entry_name(from, prefix) + "/";
+                const std::string key_to = entry_name(to, prefix) + "/";
+                for (const auto& k : app.private_keys())
+                    if (k.common.label.rfind(key_from, 0) == 0)
+                        app.rename_key(k.common.label,
+                                       key_to + k.common.label.substr(key_from.size()));
+            });
         } else {
             for (auto id : change.deleted_nodes) {
                 auto d = nodes_.find(id);
@@ -195,7 +332,15 @@ void CardAreaStore::apply(const AreaChange& change) {
                     label_of(nodes_, id) == to && !dropped_whole.count(d->second.content))
                     keep_orphan[d->second.content] = id;
             }
-            steps.push_back([=](pkcs15::CardApp& app) { app.rename(area, from, to); });
+            steps.push_back([=](pkcs15::CardApp& app) {
+                if (!keys) return app.rename(area, from, to);
+                // The rename replaces the target's key too; the key follows its entry.
+                const std::string key_from = entry_name(from, prefix);
+                const std::string key_to = entry_name(to, prefix);
+                if (app.private_key(key_to)) app.remove_key(key_to);
+                app.rename(area, from, to);
+                if (app.private_key(key_from)) app.rename_key(key_from, key_to);
+            });
         }
     }
     for (const auto& row : change.upserts) {
@@ -218,7 +363,7 @@ void CardAreaStore::apply(const AreaChange& change) {
         const std::uint64_t cut = cut_at.count(meta.content) ? cut_at[meta.content] : UINT64_MAX;
         const bool read_old = existed && cut != 0;
         const std::size_t size = static_cast<std::size_t>(meta.size);
-        steps.push_back([=](pkcs15::CardApp& app) {
+        steps.push_back([=, &family_key](pkcs15::CardApp& app) {
             WipedBytes content;
             if (read_old) content = app.read(area, label);
             if (cut != UINT64_MAX && cut * kChunkSize < content.size())
@@ -235,7 +380,10 @@ void CardAreaStore::apply(const AreaChange& change) {
                 std::fill(copied, chunk_end, 0);
             }
             content.resize(size, 0);
-            app.write(area, label, content);
+            if (keys)
+                write_entry(app, label, entry_name(label, prefix), content, family_key);
+            else
+                app.write(area, label, content);
         });
     }
     for (auto id : change.deleted_nodes) {
@@ -251,7 +399,13 @@ void CardAreaStore::apply(const AreaChange& change) {
         }
         if (taken_by_moves.count(label)) continue;  // replaced by a rename above
         if (!dropped_whole.count(d->second.content)) keep_orphan[d->second.content] = id;
-        steps.push_back([=](pkcs15::CardApp& app) { app.remove(area, label); });
+        steps.push_back([=](pkcs15::CardApp& app) {
+            // The key before its envelope: a card pulled in between still has the envelope,
+            // and removing it again finishes the job.
+            if (keys && app.private_key(entry_name(label, prefix)))
+                app.remove_key(entry_name(label, prefix));
+            app.remove(area, label);
+        });
     }
     // A folder known only from the labels below it would vanish with its last object.
     for (const auto& [id, meta] : after) {
@@ -320,6 +474,10 @@ bool CardAreaStore::read_chunk(std::uint64_t content, std::uint64_t index, Wiped
         std::lock_guard lock(mutex_);
         auto orphan = orphans_.find(content);
         if (orphan != orphans_.end()) return slice(orphan->second, index, kChunkSize, out);
+        if (auto it = card_only_.find(content); it != card_only_.end())
+            refuse_card_only(it->second);
+        if (auto pub = card_only_pub_.find(content); pub != card_only_pub_.end())
+            return slice(pub->second, index, kChunkSize, out);
         auto owner = owner_of(content);
         if (!owner) return false;
         label = label_of(nodes_, *owner);

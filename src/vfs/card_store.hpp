@@ -39,6 +39,11 @@ public:
         // Only objects whose label starts with this belong to the area (it is not part of
         // the file names): e.g. "secret/" for the key envelopes among application vscard's.
         std::string label_prefix;
+        // Set for the secret area (DESIGN §5): the card family's key. Every key envelope
+        // written is also loaded into the card's own key store (so the card can use the key),
+        // and keys the card holds without an envelope (generated on the card) show as
+        // entries that cannot be opened, with a NAME.pub holding their public key.
+        SecureBytes family_key;
     };
 
     CardAreaStore(std::shared_ptr<CardSession> session, Options options);
@@ -50,6 +55,7 @@ public:
     std::size_t chunk_size() const override { return kChunkSize; }
     std::uint64_t max_file_size() const override { return pkcs15::kMaxObjectSize; }
     bool keeps_xattrs() const override { return false; }
+    void check_open(std::uint64_t content, bool writable) override;
     void sync() override {}  // the card has applied every write it answered
     SpaceInfo space() override;
     void drop_unreferenced(const std::vector<std::uint64_t>& live_contents) override;
@@ -71,6 +77,11 @@ private:
     std::optional<std::uint64_t> owner_of(std::uint64_t content) const;
     std::vector<NodeRow> rows() const;          // caller holds mutex_
     void check_size(std::uint64_t size) const;  // TooBig beyond what an object holds
+    bool keeps_keys() const { return !options_.family_key.empty(); }
+    // Locked (EACCES) when CHANGE would write, move or remove a card-only key entry or its
+    // NAME.pub; caller holds mutex_.
+    void check_card_only_untouched(const Nodes& after, const AreaChange& change) const;
+    [[noreturn]] void refuse_card_only(const std::string& name) const;
 
     std::shared_ptr<CardSession> session_;
     const Options options_;
@@ -78,8 +89,12 @@ private:
     Nodes nodes_;                                  // the model as on the card
     std::set<std::uint64_t> markers_;              // folders with a "dir/" object of their own
     std::map<std::uint64_t, WipedBytes> orphans_;  // content of objects removed while open
-    std::optional<SpaceInfo> space_;               // the card's memory as last asked
-    bool loaded_ = false;  // the model is built once: load() afterwards returns it
+    // Secret area: entries of keys the card keeps without an envelope (content -> key label),
+    // and the public keys shown beside them (content -> PEM).
+    std::map<std::uint64_t, std::string> card_only_;
+    std::map<std::uint64_t, WipedBytes> card_only_pub_;
+    std::optional<SpaceInfo> space_;  // the card's memory as last asked
+    bool loaded_ = false;             // the model is built once: load() afterwards returns it
     std::atomic<std::uint64_t> next_id_{16};
 };
 

@@ -90,6 +90,9 @@ public:
     virtual std::uint64_t max_file_size() const { return chunk_size() * kMaxChunksPerFile; }
     // False for a medium that has no room for extended attributes (ENOTSUP).
     virtual bool keeps_xattrs() const { return true; }
+    // Refuses (Error(Locked): EACCES) to open CONTENT when the medium keeps it out of reach,
+    // e.g. a key a card generated and never lets out.
+    virtual void check_open(std::uint64_t /*content*/, bool /*writable*/) {}
     virtual void sync() = 0;
     virtual SpaceInfo space() = 0;
     // Drops chunk streams no object refers to (left by a crash between unlink and the

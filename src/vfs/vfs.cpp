@@ -23,8 +23,6 @@ namespace {
 constexpr std::uint64_t kRootIno = 1, kVscRootIno = 2, kCardRootIno = 3;
 constexpr int kIdArea = 4;  // inode space of id/ beside the three areas
 constexpr auto kTouchInterval = std::chrono::seconds(30);
-// A card's secret area: key envelopes among application vscard's data objects.
-constexpr const char* kSecretLabelPrefix = "secret/";
 
 // libfuse hides files unlinked while open under this prefix until their last close.
 const std::string kHiddenPrefix = ".fuse_hidden";
@@ -502,13 +500,16 @@ std::shared_ptr<AreaFs> Vfs::open_card_area(Card& card, Area area,
     options.area = area == Area::Public    ? pkcs15::Area::Public
                    : area == Area::Private ? pkcs15::Area::Private
                                            : pkcs15::Area::Vscard;
-    if (area == Area::Secret) options.label_prefix = kSecretLabelPrefix;
+    if (area == Area::Secret) options.label_prefix = pkcs15::kSecretLabelPrefix;
     options.name = card.prefix(area).substr(1);
     options.time = card.mtime;
     options.dir_mode = area == Area::Public ? 0755 : 0700;
     options.file_mode = area == Area::Public ? 0644 : 0600;
     std::shared_ptr<ContentPolicy> policy;
-    if (family_key) policy = std::make_shared<SecretKeyPolicy>(std::move(*family_key));
+    if (family_key) {
+        options.family_key = *family_key;  // keys written go into the card's key store too
+        policy = std::make_shared<SecretKeyPolicy>(std::move(*family_key));
+    }
     auto fs = std::make_shared<AreaFs>(std::make_shared<CardAreaStore>(card.session, options), area,
                                        policy);
     if (auto n = fs->remove_leftovers(kHiddenPrefix))

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <regex>
 
 #include "card_rig.hpp"
@@ -364,8 +365,12 @@ TEST_F(CardMount, KeysRestoreOntoANewCardFormattedForTheVsc) {
     ASSERT_EQ(unlock("card/" + fresh).exit_code, 0);
     r = sh("V=$M/vsc/" + serial + "; B=$M/card/" + fresh + R"SH(
         rsync -a $V/secret $B/
-        diff -r $V/secret $B/secret)SH");
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+        diff -r $V/secret $B/secret
+        printf 'restored' > $T/data
+        vscardctl sign card/)SH" +
+           fresh + R"SH( k --in $T/data --out $T/sig
+        openssl dgst -sha256 -verify $B/secret/k.pub -signature $T/sig $T/data)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;  // the new card uses the restored key
     // A card not made for the VSC refuses its envelopes.
     pcsc->start_card(0, pcsc->dir() / "other.img");
     f = rig->ctl({"format", pcsc->reader(0), "--pin-stdin"}, std::string(kPin) + "\n");
@@ -376,6 +381,76 @@ TEST_F(CardMount, KeysRestoreOntoANewCardFormattedForTheVsc) {
     ASSERT_EQ(unlock("card/" + other).exit_code, 0);
     r = sh("fails cp $M/vsc/" + serial + "/secret/k $M/card/" + other + "/secret/k");
     EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// DESIGN §5: a key written into card/S/secret/ goes into the card's own key store (OpenSC
+// lists it and has the card sign with it); a key the card made itself shows as an entry that
+// cannot be read, its public key beside it, and is deleted only on purpose.
+TEST_F(CardMount, SecretKeysAreTheCardsOwnAndCardMadeKeysStayOnIt) {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
+    auto r = sh("C=$M/card/" + serial + R"SH(
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $T/k.pem 2>/dev/null
+        openssl pkey -in $T/k.pem -pubout -out $T/k.pub
+        cp $T/k.pem $C/secret/signing
+        cmp $C/secret/signing.pub $T/k.pub)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    // Third-party check: OpenSC sees the private key and its public key.
+    auto keys = pcsc->run_in_rig("pkcs15-tool", {"--reader", "0", "--list-keys"});
+    EXPECT_NE(keys.out.find("signing"), std::string::npos)
+        << "exit " << keys.exit_code << ": " << keys.out << keys.err;
+    auto pubs = pcsc->run_in_rig("pkcs15-tool", {"--reader", "0", "--list-public-keys"});
+    EXPECT_NE(pubs.out.find("signing"), std::string::npos) << pubs.out << pubs.err;
+    // The card signs with it (OpenSC's driver for unknown cards does no signing, so vscardctl).
+    r = sh("C=$M/card/" + serial + R"SH(
+        printf 'signed by the card' > $T/data
+        vscardctl sign card/)SH" +
+           serial + R"SH( signing < $T/data > $T/sig
+        openssl dgst -sha256 -verify $C/secret/signing.pub -signature $T/sig $T/data)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+    // A key made on the card: vscardctl beside the running mount.
+    auto g = rig->ctl({"generate-key", "card/" + serial, "made", "--type", "p256"});
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+    EXPECT_NE(g.out.find("-----BEGIN PUBLIC KEY-----"), std::string::npos) << g.out;
+    std::ofstream(rig->dir() / "made.pub")
+        << g.out.substr(g.out.find("-----BEGIN PUBLIC KEY-----"));
+    EXPECT_EQ(pcsc->stop_card(0), 0);
+    wait_path(mnt / "card" / serial, false);
+    pcsc->start_card(0, pcsc->dir() / "card0.img");
+    wait_path(mnt / "card" / serial, true);
+    ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
+    r = sh("C=$M/card/" + serial + R"SH(
+        test "$(ls $C/secret | tr '\n' ' ')" = "made made.pub signing signing.pub "
+        cmp $C/secret/made.pub $T/made.pub
+        out=$(cat $C/secret/made 2>&1) && exit 1
+        echo "$out" | grep -q "Permission denied"
+        fails rm $C/secret/made
+        fails mv $C/secret/made $C/secret/moved
+        fails cp $T/k.pem $C/secret/made
+        test -e $C/secret/made)SH");
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    // A backup copies what can be copied and says what stays on the card.
+    r = sh("C=$M/card/" + serial + R"SH(
+        mkdir $T/backup
+        rc=0; rsync -a $C/secret/ $T/backup/ 2>$T/rsync.err || rc=$?
+        echo "rsync exit $rc"
+        grep -q made $T/rsync.err
+        test -s $T/backup/signing && test -s $T/backup/made.pub)SH");
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("rsync exit 23"), std::string::npos) << r.out;
+
+    // Deleting it is final, so it takes --yes.
+    auto d = rig->ctl({"delete-key", "card/" + serial, "made"});
+    EXPECT_EQ(d.exit_code, 2) << d.err;
+    EXPECT_NE(d.err.find("--yes"), std::string::npos) << d.err;
+    d = rig->ctl({"delete-key", "card/" + serial, "made", "--yes"});
+    ASSERT_EQ(d.exit_code, 0) << d.err;
+    keys = pcsc->run_in_rig("pkcs15-tool", {"--reader", "0", "--list-keys"});
+    EXPECT_EQ(keys.out.find("made"), std::string::npos) << keys.out;
+    EXPECT_NE(keys.out.find("signing"), std::string::npos) << keys.out;
 }
 
 // Issue contract: a malicious card (endless 61xx chains, oversized answers, meaningless

@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include "card_app_util.hpp"
+#include "key_test_util.hpp"
+#include "keys.hpp"
 #include "store_test_util.hpp"
 #include "test_media.hpp"
 #include "vfs/area_fs.hpp"
 #include "vfs/card_family_key.hpp"
 #include "vfs/card_session.hpp"
 #include "vfs/card_store.hpp"
+#include "vfs/secret_policy.hpp"
 
 namespace vscard {
 namespace {
@@ -44,6 +47,25 @@ protected:
         return std::make_unique<AreaFs>(
             std::make_shared<CardAreaStore>(session_, options),
             area == pkcs15::Area::Public ? Area::Public : Area::Private);
+    }
+    // The secret area under FAMILY, as the mount opens it.
+    std::unique_ptr<AreaFs> insert_secret(const SecureBytes& family) {
+        auto channel = std::make_unique<EmulatorChannel>(card_.link);
+        channel_ = channel.get();
+        session_ = std::make_shared<CardSession>(std::move(channel), "Test PCD 00 00",
+                                                 card_.emu.atr(), &card_.log);
+        pins_ = std::make_shared<FixedPin>(kPin);
+        session_->set_pin_source(pins_);
+        CardAreaStore::Options options;
+        options.area = pkcs15::Area::Vscard;
+        options.label_prefix = pkcs15::kSecretLabelPrefix;
+        options.family_key = family;
+        options.name = "card/" + session_->serial() + "/secret";
+        options.time = Timestamp{1000, 0};
+        options.file_mode = 0600;
+        options.dir_mode = 0700;
+        return std::make_unique<AreaFs>(std::make_shared<CardAreaStore>(session_, options),
+                                        Area::Secret, std::make_shared<SecretKeyPolicy>(family));
     }
     std::unique_ptr<AreaFs> reinsert(pkcs15::Area area = pkcs15::Area::Public) {
         card_.link.reinsert();
@@ -303,6 +325,96 @@ TEST_F(CardStoreTest, RemovalMidWriteIsAnIoErrorAndLosesNothing) {
         }
         put(*fs, "f", "old content");
     }
+}
+
+// ---- the secret area and the card's own key store ----------------------------------------
+
+class CardSecretTest : public CardStoreTest {
+protected:
+    const SecureBytes family_ = secure_from("0123456789abcdef0123456789abcdef");
+
+    static std::string as_string(const Bytes& b) { return std::string(b.begin(), b.end()); }
+
+    // Whether the card's key LABEL signs with the public key SPKI.
+    bool card_signs(const std::string& label, ByteView spki) {
+        auto a = app();
+        const Bytes message = testing::byte_pattern(64);
+        Bytes sig = a.sign(label, testing::sha256(message));
+        testing::Pkey pub = testing::public_key_of(spki);
+        return pub && testing::verify_sha256(pub.get(), message, testing::ecdsa_der(sig));
+    }
+    std::size_t key_files() {
+        std::size_t n = 0;
+        for (const auto& c : card_.emu.image().mf->child(0x5015)->children)
+            if (c->fid >= 0x4600 && c->fid <= 0x47FF) ++n;
+        return n;
+    }
+};
+
+TEST_F(CardSecretTest, AKeyWrittenIntoSecretGoesIntoTheCardsKeyStore) {
+    const Bytes der = testing::pkcs8_of(testing::test_ec_key());
+    const Bytes spki = testing::spki_of(testing::test_ec_key());
+    {
+        auto fs = insert_secret(family_);
+        put(*fs, "signing", as_string(der));
+        EXPECT_EQ(get(*fs, "signing").rfind("-----BEGIN VSCARD KEY ENVELOPE-----", 0), 0u);
+        EXPECT_EQ(get(*fs, "signing.pub").rfind("-----BEGIN PUBLIC KEY-----", 0), 0u);
+    }
+    EXPECT_TRUE(card_signs("signing", spki));
+    EXPECT_EQ(key_files(), 2u);
+    {
+        // The envelope moves the key with it; an envelope written again changes nothing.
+        auto fs = insert_secret(family_);
+        const std::string envelope = get(*fs, "signing");
+        fs->rename(P("signing"), P("renamed"), false);
+        put(*fs, "renamed", envelope);
+    }
+    EXPECT_FALSE(app().private_key("signing"));
+    EXPECT_TRUE(card_signs("renamed", spki));
+    EXPECT_EQ(key_files(), 2u);
+    {
+        auto fs = insert_secret(family_);
+        fs->unlink(P("renamed"));
+    }
+    EXPECT_TRUE(app().private_keys().empty());
+    EXPECT_EQ(key_files(), 0u);
+}
+
+TEST_F(CardSecretTest, AnotherKeyOverAnEntryReplacesTheCardsKey) {
+    testing::Pkey other(EVP_EC_gen("P-256"));
+    {
+        auto fs = insert_secret(family_);
+        put(*fs, "k", as_string(testing::pkcs8_of(testing::test_ec_key())));
+        put(*fs, "k", as_string(testing::pkcs8_of(other.get())));
+    }
+    EXPECT_TRUE(card_signs("k", testing::spki_of(other.get())));
+    EXPECT_EQ(app().private_keys().size(), 1u);
+    EXPECT_EQ(key_files(), 2u);
+}
+
+TEST_F(CardSecretTest, KeysTheCardMadeShowAsEntriesThatCannotBeOpened) {
+    Bytes spki;
+    {
+        auto a = app();
+        spki = a.generate_key("made-here", card::GeneratedKeyType::EcP256);
+    }
+    auto fs = insert_secret(family_);
+    std::vector<std::string> names;
+    for (const auto& [name, attr] : fs->readdir(P(""))) names.push_back(name);
+    EXPECT_EQ(names, (std::vector<std::string>{"made-here", "made-here.pub"}));
+    EXPECT_EQ(get(*fs, "made-here.pub"), keys::public_pem_of_spki(spki));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->open(P("made-here"), false, false));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->create(P("made-here"), 0600, false));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->open(P("made-here.pub"), true, false));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->unlink(P("made-here")));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->unlink(P("made-here.pub")));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->rename(P("made-here"), P("elsewhere"), false));
+    put(*fs, "other", as_string(testing::pkcs8_of(testing::test_ec_key())));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->rename(P("other"), P("made-here"), false));
+    // Still there, and still the card's.
+    EXPECT_TRUE(card_signs("made-here", spki));
+    auto again = insert_secret(family_);
+    EXPECT_EQ(again->readdir(P("")).size(), 4u);
 }
 
 }  // namespace
