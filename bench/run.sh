@@ -23,6 +23,8 @@ Options:
   --bin DIR      folder holding vscard-mountd, vscardctl, vscard-agent (default build/bin;
                  built with 'cmake --build build' when it is build/bin and they are missing)
   --out FILE     also write the results as TSV to FILE
+  --rows LIST    run only these rows, comma-separated, of: create, ls, read, write_big,
+                 read_big, rsync (ls and read need create, read_big needs write_big)
   --keep         keep the scratch directory (for debugging); it is removed otherwise
   --no-install   do not install missing Debian packages; fail instead
   -h, --help     this text
@@ -40,6 +42,7 @@ OUT=""
 KEEP=0
 INSTALL=1
 repeat_given=0
+ONLY=""
 
 die() {
     echo "bench: error: $*" >&2
@@ -58,6 +61,8 @@ while [[ $# -gt 0 ]]; do
         --bin=*) BIN=${1#*=}; shift ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
         --out=*) OUT=${1#*=}; shift ;;
+        --rows) [[ $# -ge 2 ]] || die "--rows needs a list of rows"; ONLY=$2; shift 2 ;;
+        --rows=*) ONLY=${1#*=}; shift ;;
         --keep) KEEP=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -80,6 +85,21 @@ SMALL_COUNT=$((SMALL_DIRS * SMALL_PER_DIR))
 TREE_COUNT=$((TREE_TOP * TREE_SUB * TREE_PER_DIR))
 
 ROWS=(create ls read write_big read_big rsync)
+if [[ -n $ONLY ]]; then
+    declare -A wanted=()
+    IFS=, read -ra only_list <<<"$ONLY"
+    for r in "${only_list[@]}"; do
+        [[ " ${ROWS[*]} " == *" $r "* ]] || die "--rows: unknown row '$r' (rows: ${ROWS[*]})"
+        wanted[$r]=1
+    done
+    [[ -z ${wanted[ls]:-}${wanted[read]:-} || -n ${wanted[create]:-} ]] ||
+        die "--rows: ls and read need create (they work on the files it writes)"
+    [[ -z ${wanted[read_big]:-} || -n ${wanted[write_big]:-} ]] ||
+        die "--rows: read_big needs write_big (it reads the file written there)"
+    selected=()
+    for r in "${ROWS[@]}"; do [[ -n ${wanted[$r]:-} ]] && selected+=("$r"); done
+    ROWS=("${selected[@]}")
+fi
 declare -A LABEL=(
     [create]="create $SMALL_COUNT files (1-4 KiB)"
     [ls]="ls -lR"
