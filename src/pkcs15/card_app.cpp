@@ -396,24 +396,32 @@ DataFile must_find(const CardApp& app, Area area, std::string_view label) {
 WipedBytes CardApp::read(Area area, std::string_view label) {
     s_->check_usable();
     const DataFile f = must_find(*this, area, label);
-    const Path& p = f.object.path;
-    const std::string key = path_key(p);
-    if (auto it = s_->content.find(key); it != s_->content.end()) return it->second;
-    Bytes data;
     try {
-        card::FileInfo info = s_->select(p, !p.length);
-        if (p.length)
-            data = s_->iso.read_binary(static_cast<std::size_t>(p.index.value_or(0)),
-                                       static_cast<std::size_t>(*p.length));
-        else
-            data = s_->iso.read_file(info.size());
+        return s_->read_cached(f.object.path);
     } catch (const Error& e) {
         rethrow_about(e, label);
     }
+}
+
+WipedBytes CardApp::read_path(const Path& path) {
+    s_->check_usable();
+    return s_->read_cached(path);
+}
+
+WipedBytes CardApp::State::read_cached(const Path& p) {
+    const std::string key = path_key(p);
+    if (auto it = content.find(key); it != content.end()) return it->second;
+    Bytes data;
+    card::FileInfo info = select(p, !p.length);
+    if (p.length)
+        data = iso.read_binary(static_cast<std::size_t>(p.index.value_or(0)),
+                               static_cast<std::size_t>(*p.length));
+    else
+        data = iso.read_file(info.size());
     WipedBytes out(data.begin(), data.end());
     OPENSSL_cleanse(data.data(), data.size());
-    s_->sizes[key] = out.size();
-    s_->content[key] = out;
+    sizes[key] = out.size();
+    content[key] = out;
     return out;
 }
 

@@ -128,6 +128,9 @@ public:
     std::vector<KeyObject> public_keys() const;
     std::vector<KeyObject> private_keys() const;
     std::vector<KeyObject> secret_keys() const;
+    // The content of the file a directory entry points at (e.g. a certificate's DER): read
+    // once, then from the cache.
+    WipedBytes read_path(const Path& path);
 
     // ---- the card's own key store (DESIGN §5) ----
     // A private key lives in a key file that can never be read and is used after the user

@@ -272,16 +272,9 @@ std::optional<Bytes> CardApp::public_key(std::string_view label) {
     if (!pub) return std::nullopt;
     const Path p = key_at(*s_, *pub).path;
     if (p.value.empty() && p.aid.empty()) return std::nullopt;
-    const std::string cache = path_key(p);
-    if (auto it = s_->content.find(cache); it != s_->content.end())
-        return Bytes(it->second.begin(), it->second.end());
-    Bytes data;
-    guarded(*s_, [&] {
-        card::FileInfo info = s_->select(p, true);
-        data = s_->iso.read_file(info.size());
-    });
-    s_->content[cache] = WipedBytes(data.begin(), data.end());
-    return data;
+    WipedBytes data;
+    guarded(*s_, [&] { data = s_->read_cached(p); });
+    return Bytes(data.begin(), data.end());
 }
 
 void CardApp::import_key(std::string_view label, ByteView pkcs8, ByteView spki) {

@@ -57,6 +57,8 @@ struct CardApp::State {
     Bytes absolute(const Path& p) const;
     // SELECT of the file at P (through the AID when needed).
     card::FileInfo select(const Path& p, bool want_fcp);
+    // The content of the file (or range of one) at P: read once, then from the cache.
+    WipedBytes read_cached(const Path& p);
     void check_usable() const;
 };
 

@@ -12,45 +12,86 @@
 namespace vscard {
 namespace {
 
-struct CardOnlyKey {
-    std::string name;        // its label: the entry's name in secret/
-    std::string public_pem;  // "" when the card keeps no public key for it
+// An entry the card shows but the mount cannot change (see CardAreaStore::Fixed).
+struct FixedFile {
+    std::string name;
+    std::optional<WipedBytes> content;  // nullopt: cannot be opened at all
+    std::string why;
 };
 
 struct Listing {
     std::vector<pkcs15::DataFile> files;  // labels without the area's prefix
-    std::vector<CardOnlyKey> card_only;
+    std::vector<FixedFile> fixed;
 };
 
-// The keys in the card's key store that no envelope among FILES stands for: generated on the
-// card, or put there by other tools.
-std::vector<CardOnlyKey> card_only_keys(pkcs15::CardApp& app,
-                                        const std::vector<pkcs15::DataFile>& files,
-                                        const std::string& area_name) {
+constexpr const char* kKeptOnCard =
+    "a key the card keeps to itself (no copy of it exists elsewhere); it cannot be read, "
+    "overwritten, moved or deleted through the mount (`vscardctl delete-key` deletes it for good)";
+constexpr const char* kPublicKeyOfCardKey =
+    "the public key of a key the card keeps to itself; it goes with that key";
+constexpr const char* kFromCardDirectory =
+    "a certificate or public key of the card's own; the mount shows it read-only";
+
+bool is_entry_name(const std::string& name) {
+    return !name.empty() && name.find('/') == std::string::npos && name != "." && name != "..";
+}
+
+WipedBytes wiped(const std::string& s) {
+    return WipedBytes(s.begin(), s.end());
+}
+
+// The keys in the card's key store that no envelope among FILES stands for (generated on the
+// card, or put there by other tools), each with its NAME.pub when the card keeps that.
+void add_card_only_keys(pkcs15::CardApp& app, Listing& l, const std::string& area_name) {
     std::set<std::string> names;
-    for (const auto& f : files) names.insert(f.label);
-    std::vector<CardOnlyKey> out;
+    for (const auto& f : l.files) names.insert(f.label);
     for (const auto& key : app.private_keys()) {
         const std::string& name = key.common.label;
         if (names.count(name)) continue;
-        if (name.empty() || name.find('/') != std::string::npos || name.ends_with(".pub")) {
+        if (!is_entry_name(name) || name.ends_with(".pub")) {
             log_line(area_name + ": a key on the card is not shown: its label '" + name +
                      "' is no entry name");
             continue;
         }
-        CardOnlyKey k{name, {}};
-        if (!names.count(name + ".pub")) {
-            try {
-                if (auto spki = app.public_key(name))
-                    k.public_pem = keys::public_pem_of_spki(*spki);
-            } catch (const Error& e) {
-                if (e.kind() == ErrorKind::Io) throw;
-                log_line(area_name + ": no public key for '" + name + "': " + e.what());
-            }
+        l.fixed.push_back({name, std::nullopt, kKeptOnCard});
+        if (names.count(name + ".pub")) continue;
+        try {
+            if (auto spki = app.public_key(name))
+                l.fixed.push_back(
+                    {name + ".pub", wiped(keys::public_pem_of_spki(*spki)), kPublicKeyOfCardKey});
+        } catch (const Error& e) {
+            if (e.kind() == ErrorKind::Io) throw;
+            log_line(area_name + ": no public key for '" + name + "': " + e.what());
         }
-        out.push_back(std::move(k));
     }
-    return out;
+}
+
+// The card's certificates (as DER, NAME.crt) and the public keys of no key of the card's
+// (as PEM, NAME.pub), from its CDF and PuKDF.
+void add_directory_objects(pkcs15::CardApp& app, Listing& l, const std::string& area_name) {
+    auto add = [&](const std::string& label, const std::string& suffix, const pkcs15::Path& path,
+                   auto convert) {
+        const std::string name = label.ends_with(suffix) ? label : label + suffix;
+        if (!is_entry_name(label)) {
+            log_line(area_name + ": '" + label +
+                     "' of the card's directory is not shown: " + "its label is no file name");
+            return;
+        }
+        try {
+            l.fixed.push_back({name, convert(app.read_path(path)), kFromCardDirectory});
+        } catch (const Error& e) {
+            if (e.kind() == ErrorKind::Io) throw;
+            log_line(area_name + ": '" + name + "' is not shown: " + e.what());
+        }
+    };
+    for (const auto& cert : app.certificates())
+        add(cert.common.label, ".crt", cert.path, [](WipedBytes der) { return der; });
+    std::set<Bytes> private_ids;
+    for (const auto& key : app.private_keys()) private_ids.insert(key.id);
+    for (const auto& pub : app.public_keys())
+        if (!private_ids.count(pub.id))
+            add(pub.common.label, ".pub", pub.path,
+                [](const WipedBytes& spki) { return wiped(keys::public_pem_of_spki(spki)); });
 }
 
 std::string entry_name(const std::string& label, const std::string& prefix) {
@@ -139,7 +180,8 @@ std::vector<NodeRow> CardAreaStore::load() {
             f.label.erase(0, prefix.size());
             l.files.push_back(std::move(f));
         }
-        if (keeps_keys()) l.card_only = card_only_keys(app, l.files, options_.name);
+        if (keeps_keys()) add_card_only_keys(app, l, options_.name);
+        if (area == pkcs15::Area::Public) add_directory_objects(app, l, options_.name);
         return l;
     });
 
@@ -147,8 +189,7 @@ std::vector<NodeRow> CardAreaStore::load() {
     nodes_.clear();
     markers_.clear();
     orphans_.clear();
-    card_only_.clear();
-    card_only_pub_.clear();
+    fixed_.clear();
     NodeMeta root;
     root.kind = NodeKind::Dir;
     root.mode = options_.dir_mode;
@@ -215,53 +256,26 @@ std::vector<NodeRow> CardAreaStore::load() {
         file.parent = kRootId;
         file.name = name;
         file.mode = mode;
-        file.mtime = file.ctime = options_.time;
+        // The card dates none of them: a time that stays the same across insertions (the
+        // epoch, "unknown"), so that rsync -a back onto the card finds them unchanged.
+        file.mtime = file.ctime = Timestamp{};
         file.size = size;
         file.content = next_id_.fetch_add(1);
         it->second = next_id_.fetch_add(1);
         nodes_[it->second] = file;
         return file.content;
     };
-    for (auto& k : listing.card_only) {
-        if (auto content = add_file(k.name, 0400, 0)) card_only_[content] = k.name;
-        if (k.public_pem.empty()) continue;
-        if (auto content = add_file(k.name + ".pub", 0444, k.public_pem.size()))
-            card_only_pub_[content] = WipedBytes(k.public_pem.begin(), k.public_pem.end());
+    for (auto& f : listing.fixed) {
+        const std::size_t size = f.content ? f.content->size() : 0;
+        const std::uint64_t content = add_file(f.name, f.content ? 0444 : 0400, size);
+        if (content)
+            fixed_[content] = {f.name, std::move(f.content), f.why};
+        else
+            log_line(options_.name + ": '" + f.name + "' is not shown: its name is taken");
     }
 
     loaded_ = true;
     return rows();
-}
-
-void CardAreaStore::refuse_card_only(const std::string& name) const {
-    throw Error(ErrorKind::Locked,
-                options_.name + "/" + name +
-                    ": a key the card keeps to itself (no copy of it exists elsewhere); it "
-                    "cannot be read, overwritten, moved or deleted through the mount (`vscardctl "
-                    "delete-key` deletes it for good)");
-}
-
-void CardAreaStore::check_open(std::uint64_t content, bool writable) {
-    std::lock_guard lock(mutex_);
-    if (auto it = card_only_.find(content); it != card_only_.end()) refuse_card_only(it->second);
-    if (writable && card_only_pub_.count(content))
-        if (auto owner = owner_of(content)) refuse_card_only(nodes_.at(*owner).name);
-}
-
-void CardAreaStore::check_card_only_untouched(const Nodes& after, const AreaChange& change) const {
-    std::set<std::uint64_t> written;
-    for (const auto& c : change.chunks) written.insert(c.content);
-    for (auto [content, from] : change.dropped_chunks) written.insert(content);
-    for (const auto& [id, meta] : nodes_) {
-        if (meta.kind != NodeKind::File ||
-            (!card_only_.count(meta.content) && !card_only_pub_.count(meta.content)))
-            continue;
-        auto now = after.find(id);
-        if (now == after.end() || now->second.name != meta.name ||
-            now->second.parent != meta.parent || now->second.size != meta.size ||
-            written.count(meta.content))
-            refuse_card_only(meta.name);
-    }
 }
 
 std::vector<NodeRow> CardAreaStore::rows() const {
@@ -271,13 +285,39 @@ std::vector<NodeRow> CardAreaStore::rows() const {
     return out;
 }
 
+void CardAreaStore::refuse(const Fixed& entry) const {
+    throw Error(ErrorKind::Locked, options_.name + "/" + entry.name + ": " + entry.why);
+}
+
+void CardAreaStore::check_open(std::uint64_t content, bool writable) {
+    std::lock_guard lock(mutex_);
+    auto it = fixed_.find(content);
+    if (it != fixed_.end() && (writable || !it->second.content)) refuse(it->second);
+}
+
+void CardAreaStore::check_fixed_untouched(const Nodes& after, const AreaChange& change) const {
+    std::set<std::uint64_t> written;
+    for (const auto& c : change.chunks) written.insert(c.content);
+    for (auto [content, from] : change.dropped_chunks) written.insert(content);
+    for (const auto& [id, meta] : nodes_) {
+        if (meta.kind != NodeKind::File) continue;
+        auto fixed = fixed_.find(meta.content);
+        if (fixed == fixed_.end()) continue;
+        auto now = after.find(id);
+        if (now == after.end() || now->second.name != meta.name ||
+            now->second.parent != meta.parent || now->second.size != meta.size ||
+            written.count(meta.content))
+            refuse(fixed->second);
+    }
+}
+
 void CardAreaStore::apply(const AreaChange& change) {
     const pkcs15::Area area = options_.area;
     std::lock_guard lock(mutex_);
     Nodes after = nodes_;
     for (const auto& row : change.upserts) after[row.id] = row.meta;
     for (auto id : change.deleted_nodes) after.erase(id);
-    if (keeps_keys()) check_card_only_untouched(after, change);
+    if (!fixed_.empty()) check_fixed_untouched(after, change);
     const std::string& prefix = options_.label_prefix;
     const bool keys = keeps_keys();
     const SecureBytes& family_key = options_.family_key;
@@ -474,10 +514,10 @@ bool CardAreaStore::read_chunk(std::uint64_t content, std::uint64_t index, Wiped
         std::lock_guard lock(mutex_);
         auto orphan = orphans_.find(content);
         if (orphan != orphans_.end()) return slice(orphan->second, index, kChunkSize, out);
-        if (auto it = card_only_.find(content); it != card_only_.end())
-            refuse_card_only(it->second);
-        if (auto pub = card_only_pub_.find(content); pub != card_only_pub_.end())
-            return slice(pub->second, index, kChunkSize, out);
+        if (auto it = fixed_.find(content); it != fixed_.end()) {
+            if (!it->second.content) refuse(it->second);
+            return slice(*it->second.content, index, kChunkSize, out);
+        }
         auto owner = owner_of(content);
         if (!owner) return false;
         label = label_of(nodes_, *owner);

@@ -14,6 +14,11 @@
 // `cp -a` work); after reinsertion every object shows the area's default mode and the time
 // of insertion. Extended attributes are refused (ENOTSUP). Objects are at most
 // pkcs15::kMaxObjectSize bytes (EFBIG beyond).
+//
+// Beside the data objects the card shows what its other directories hold, read-only: in the
+// public area its certificates (CDF, as NAME.crt in DER) and the public keys that belong to
+// none of its keys (PuKDF, as NAME.pub in PEM); in the secret area the keys it keeps without
+// an envelope (generated on the card), as entries that cannot be opened, with their NAME.pub.
 #include <atomic>
 #include <map>
 #include <memory>
@@ -78,10 +83,18 @@ private:
     std::vector<NodeRow> rows() const;          // caller holds mutex_
     void check_size(std::uint64_t size) const;  // TooBig beyond what an object holds
     bool keeps_keys() const { return !options_.family_key.empty(); }
-    // Locked (EACCES) when CHANGE would write, move or remove a card-only key entry or its
-    // NAME.pub; caller holds mutex_.
-    void check_card_only_untouched(const Nodes& after, const AreaChange& change) const;
-    [[noreturn]] void refuse_card_only(const std::string& name) const;
+    // Entries the card shows but the mount cannot change: keys the card keeps to itself (no
+    // content: they cannot be opened) with their NAME.pub in the secret area, and the card's
+    // certificates (NAME.crt) and public keys (NAME.pub) of its CDF and PuKDF in the public
+    // area. Opening one for writing, or writing, moving or removing it, is refused (EACCES).
+    struct Fixed {
+        std::string name;
+        std::optional<WipedBytes> content;
+        std::string why;  // what the refusal says
+    };
+    [[noreturn]] void refuse(const Fixed& entry) const;
+    // Refuses CHANGE when it would write, move or remove a fixed entry; caller holds mutex_.
+    void check_fixed_untouched(const Nodes& after, const AreaChange& change) const;
 
     std::shared_ptr<CardSession> session_;
     const Options options_;
@@ -89,12 +102,9 @@ private:
     Nodes nodes_;                                  // the model as on the card
     std::set<std::uint64_t> markers_;              // folders with a "dir/" object of their own
     std::map<std::uint64_t, WipedBytes> orphans_;  // content of objects removed while open
-    // Secret area: entries of keys the card keeps without an envelope (content -> key label),
-    // and the public keys shown beside them (content -> PEM).
-    std::map<std::uint64_t, std::string> card_only_;
-    std::map<std::uint64_t, WipedBytes> card_only_pub_;
-    std::optional<SpaceInfo> space_;  // the card's memory as last asked
-    bool loaded_ = false;             // the model is built once: load() afterwards returns it
+    std::map<std::uint64_t, Fixed> fixed_;         // by content id
+    std::optional<SpaceInfo> space_;               // the card's memory as last asked
+    bool loaded_ = false;  // the model is built once: load() afterwards returns it
     std::atomic<std::uint64_t> next_id_{16};
 };
 

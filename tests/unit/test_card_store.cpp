@@ -417,5 +417,60 @@ TEST_F(CardSecretTest, KeysTheCardMadeShowAsEntriesThatCannotBeOpened) {
     EXPECT_EQ(again->readdir(P("")).size(), 4u);
 }
 
+// What another program (a card issuer's tool) put in the card's CDF and PuKDF shows in
+// public/: certificates as NAME.crt (DER), public keys of no key of the card as NAME.pub
+// (PEM), read-only.
+TEST_F(CardStoreTest, CertificatesAndPublicKeysOfTheCardShowReadOnlyInPublic) {
+    const Bytes cert_der = testing::byte_pattern(700, 5);  // shown as stored, not parsed
+    const Bytes spki = testing::spki_of(testing::test_ec_key());
+    {
+        auto a = app();
+        card::Iso7816& iso = a.iso();
+        auto put_file = [&](std::uint16_t fid, const Bytes& data) {
+            iso.select_path(Bytes{0x3F, 0x00, 0x50, 0x15});
+            card::FileSpec spec;
+            spec.fid = fid;
+            spec.size = data.size();
+            iso.create_file(spec);
+            iso.update_binary(0, data);
+        };
+        put_file(0x5100, cert_der);
+        put_file(0x5101, spki);
+        auto rewrite = [&](pkcs15::DfType type, const Bytes& entries) {
+            iso.select_path(Bytes{0x3F, 0x00, 0x50, 0x15, 0x50, 0x31});
+            for (const auto& e : pkcs15::parse_odf(iso.read_file(std::nullopt)))
+                if (const auto* o = std::get_if<pkcs15::OdfEntry>(&e); o && o->type == type) {
+                    iso.select_path(o->path.value);
+                    iso.update_binary(0, entries);
+                }
+        };
+        pkcs15::CertObject cert;
+        cert.common.label = "Card Authentication";
+        cert.id = {0x01};
+        cert.path = pkcs15::Path::from_hex("3F0050155100");
+        rewrite(pkcs15::DfType::CDF, pkcs15::serialize_cdf({cert}));
+        pkcs15::KeyObject pub;
+        pub.kind = pkcs15::KeyKind::PublicEc;
+        pub.common.label = "issuer";
+        pub.id = {0x02};
+        pub.usage = pkcs15::kUsageVerify;
+        pub.path = pkcs15::Path::from_hex("3F0050155101");
+        rewrite(pkcs15::DfType::PuKDF, pkcs15::serialize_pukdf({pub}));
+    }
+    auto fs = reinsert(pkcs15::Area::Public);
+    put(*fs, "notes.txt", "mine");
+    std::vector<std::string> names;
+    for (const auto& [name, attr] : fs->readdir(P(""))) names.push_back(name);
+    EXPECT_EQ(names,
+              (std::vector<std::string>{"Card Authentication.crt", "issuer.pub", "notes.txt"}));
+    EXPECT_EQ(get(*fs, "Card Authentication.crt"), std::string(cert_der.begin(), cert_der.end()));
+    EXPECT_EQ(get(*fs, "issuer.pub"), keys::public_pem_of_spki(spki));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES,
+                     fs->open(P("Card Authentication.crt"), true, false));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->unlink(P("issuer.pub")));
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->rename(P("notes.txt"), P("issuer.pub"), false));
+    EXPECT_EQ(get(*fs, "issuer.pub"), keys::public_pem_of_spki(spki));
+}
+
 }  // namespace
 }  // namespace vscard
