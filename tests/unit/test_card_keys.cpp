@@ -12,6 +12,7 @@
 #include "card_app_util.hpp"
 #include "error.hpp"
 #include "key_test_util.hpp"
+#include "store_test_util.hpp"
 
 namespace vscard::pkcs15 {
 namespace {
@@ -110,25 +111,11 @@ TEST_F(CardKeys, ImportedKeysSignAndNeverReadBack) {
     EXPECT_EQ(ec->key_size, 256);
     EXPECT_EQ(app.public_key("ec"), ec_->spki);  // no PIN needed for public keys
     // Without the PIN the card refuses to use the key; with it, it never gives it out.
-    EXPECT_THROW(
-        {
-            try {
-                app.sign("ec", testing::sha256(kMessage));
-            } catch (const Error& e) {
-                EXPECT_EQ(e.kind(), ErrorKind::Locked) << e.what();
-                throw;
-            }
-        },
-        Error);
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, app.sign("ec", testing::sha256(kMessage)));
     app.verify_pin(bv(kPin));
     EXPECT_TRUE(signs(app, "ec", ec_->spki, false));
     app.iso().select_path(ec->path.value);  // absolute: the application's path and the FID
-    try {
-        app.iso().read_binary(0, 16);
-        ADD_FAILURE() << "the key file was readable";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::Locked) << e.what();
-    }
+    EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, app.iso().read_binary(0, 16));
     EXPECT_EQ(key_range_files(card), 6u);
 }
 
@@ -194,12 +181,8 @@ TEST_F(CardKeys, GeneratedKeysSignAndSayTheyWereMadeOnTheCard) {
     EXPECT_EQ(app.private_key("gen")->access_flags,
               kAccessSensitive | kAccessAlwaysSensitive | kAccessNeverExtractable | kAccessLocal);
     EXPECT_EQ(app.public_key("gen"), p256);
-    try {
-        app.generate_key("gen", card::GeneratedKeyType::EcP256);
-        ADD_FAILURE() << "a second key took the label";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::Exists) << e.what();
-    }
+    EXPECT_VSC_ERROR(ErrorKind::Exists, EEXIST,
+                     app.generate_key("gen", card::GeneratedKeyType::EcP256));
     EXPECT_EQ(key_view(card), (std::map<std::string, Bytes>{{"gen", p256}, {"gen384", p384}}));
 }
 
@@ -222,12 +205,7 @@ TEST_F(CardKeys, RemovingAndRenamingKeys) {
     app.rename_key("a", "c");
     EXPECT_FALSE(app.private_key("a"));
     EXPECT_TRUE(signs(app, "c", ec_->spki, false));
-    try {
-        app.rename_key("c", "b");
-        ADD_FAILURE() << "renamed over another key";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::Exists) << e.what();
-    }
+    EXPECT_VSC_ERROR(ErrorKind::Exists, EEXIST, app.rename_key("c", "b"));
     EXPECT_EQ(key_view(card), (std::map<std::string, Bytes>{{"b", rsa_->spki}, {"c", ec_->spki}}));
     card.link.reinsert();
     CardApp again = card.open();
@@ -250,19 +228,9 @@ TEST_F(CardKeys, AFullCardKeepsItsKeys) {
     for (int i = 0; card.emu.image().available() > 1200; ++i)
         app.write(Area::Public, "fill" + std::to_string(i), byte_pattern(256));
     const auto before = card.emu.image().serialize();
-    try {
-        app.import_key("big", rsa_->pkcs8, rsa_->spki);
-        ADD_FAILURE() << "the key fitted after all";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::NoSpace) << e.what();
-    }
+    EXPECT_VSC_ERROR(ErrorKind::NoSpace, ENOSPC, app.import_key("big", rsa_->pkcs8, rsa_->spki));
     EXPECT_EQ(card.emu.image().serialize(), before);
-    try {
-        app.import_key("small", rsa_->pkcs8, rsa_->spki);
-        ADD_FAILURE() << "the replacing key fitted after all";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::NoSpace) << e.what();
-    }
+    EXPECT_VSC_ERROR(ErrorKind::NoSpace, ENOSPC, app.import_key("small", rsa_->pkcs8, rsa_->spki));
     EXPECT_EQ(key_view(card), (std::map<std::string, Bytes>{{"small", ec_->spki}}));
 }
 

@@ -29,15 +29,19 @@ class CardStoreTest : public ::testing::Test {
 protected:
     CardStoreTest() : card_(testing::formatted_image(64 * 1024)) {}
 
-    // A new session (the card inserted), its public or private area as a filesystem.
-    std::unique_ptr<AreaFs> insert(pkcs15::Area area = pkcs15::Area::Public,
-                                   std::string_view pin = kPin) {
+    // A new session: the card inserted, the PIN source answering PIN.
+    void start_session(std::string_view pin) {
         auto channel = std::make_unique<EmulatorChannel>(card_.link);
         channel_ = channel.get();
         session_ = std::make_shared<CardSession>(std::move(channel), "Test PCD 00 00",
                                                  card_.emu.atr(), &card_.log);
         pins_ = std::make_shared<FixedPin>(pin);
         session_->set_pin_source(pins_);
+    }
+    // A new session (the card inserted), its public or private area as a filesystem.
+    std::unique_ptr<AreaFs> insert(pkcs15::Area area = pkcs15::Area::Public,
+                                   std::string_view pin = kPin) {
+        start_session(pin);
         CardAreaStore::Options options;
         options.area = area;
         options.name = "card/" + session_->serial() + "/" + pkcs15::area_name(area);
@@ -50,12 +54,7 @@ protected:
     }
     // The secret area under FAMILY, as the mount opens it.
     std::unique_ptr<AreaFs> insert_secret(const SecureBytes& family) {
-        auto channel = std::make_unique<EmulatorChannel>(card_.link);
-        channel_ = channel.get();
-        session_ = std::make_shared<CardSession>(std::move(channel), "Test PCD 00 00",
-                                                 card_.emu.atr(), &card_.log);
-        pins_ = std::make_shared<FixedPin>(kPin);
-        session_->set_pin_source(pins_);
+        start_session(kPin);
         CardAreaStore::Options options;
         options.area = pkcs15::Area::Vscard;
         options.label_prefix = pkcs15::kSecretLabelPrefix;
