@@ -1,8 +1,10 @@
 #include "backup.hpp"
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -162,6 +164,24 @@ std::vector<AreaPair> scan_areas(const Side& a, const Side& b, std::vector<std::
     return out;
 }
 
+// Whether REL (e.g. "secret/k") of SIDE is a key the card keeps to itself, or the public key
+// beside one: the mount lists such an entry but refuses to open it (EACCES), and no copy of
+// the key can exist anywhere else.
+bool kept_on_card(const Side& side, const std::string& rel) {
+    if (!side.target.card || rel.rfind("secret/", 0) != 0) return false;
+    std::string key = rel;
+    if (key.ends_with(".pub")) key.resize(key.size() - 4);
+    const fs::path path = side.root / key;
+    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW);
+    if (fd >= 0) {
+        ::close(fd);
+        return false;
+    }
+    return errno == EACCES;
+}
+
+constexpr const char* kKeptOnCard = " (a key the card keeps to itself: it never leaves the card)";
+
 void print_notes(const std::vector<std::string>& notes) {
     for (const auto& n : notes) std::cout << "note: " << n << "\n";
 }
@@ -180,11 +200,20 @@ int mirror(const Side& from, const Side& to, bool quiet) {
             summary += backup::mirror(p.a, from.root / p.area, p.b, to.root / p.area, progress,
                                       p.area + "/");
     }
+    std::vector<std::string> kept;
+    std::erase_if(summary.failures, [&](const backup::Failure& f) {
+        if (!kept_on_card(from, f.path) && !kept_on_card(to, f.path)) return false;
+        kept.push_back(f.path);
+        return true;
+    });
     std::cout << from.text() << " -> " << to.text() << ": " << summary.copied << " copied, "
               << summary.skipped << " skipped (unchanged), " << summary.deleted << " deleted, "
-              << summary.failures.size() << " failed (" << format_bytes(progress.bytes_total)
-              << " in " << plural(progress.objects_total, "object") << ")\n";
+              << summary.failures.size() << " failed";
+    if (!kept.empty()) std::cout << ", " << kept.size() << " kept on the card";
+    std::cout << " (" << format_bytes(progress.bytes_total) << " in "
+              << plural(progress.objects_total, "object") << ")\n";
     print_notes(notes);
+    for (const auto& k : kept) std::cout << "kept on the card: " << k << kKeptOnCard << "\n";
     for (const auto& f : summary.failures)
         std::cout << "failed: " << f.path << ": " << f.error << "\n";
     if (!summary.failures.empty())
@@ -210,6 +239,15 @@ int verify(const Side& a, const Side& b, bool quiet) {
             diffs.insert(diffs.end(), d.begin(), d.end());
         }
     }
+    std::vector<std::string> kept;
+    std::erase_if(diffs, [&](const backup::Difference& d) {
+        const bool card_only =
+            (d.kind != backup::Difference::Kind::OnlyInB && kept_on_card(a, d.path)) ||
+            (d.kind != backup::Difference::Kind::OnlyInA && kept_on_card(b, d.path));
+        if (card_only) kept.push_back(d.path);
+        return card_only;
+    });
+    for (const auto& k : kept) std::cout << "kept on the card: " << k << kKeptOnCard << "\n";
     for (const auto& d : diffs) {
         switch (d.kind) {
             case backup::Difference::Kind::OnlyInA:
@@ -232,7 +270,8 @@ int verify(const Side& a, const Side& b, bool quiet) {
         std::cout << a.text() << " and " << b.text() << " are identical ("
                   << (compared.empty() ? "no area" : compared) << ": "
                   << plural(progress.objects_total, "object") << ", "
-                  << format_bytes(progress.bytes_total) << ")\n";
+                  << format_bytes(progress.bytes_total) << ")"
+                  << (kept.empty() ? "" : " but for the keys kept on the card") << "\n";
     print_notes(notes);
     if (!diffs.empty())
         throw Error(ErrorKind::Invalid, a.text() + " and " + b.text() + " differ (" +

@@ -605,8 +605,17 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
         std::size_t in_chunk = static_cast<std::size_t>(pos % chunk_size_);
         std::size_t n = std::min(size - done, chunk_size_ - in_chunk);
         WipedBytes& chunk = dirty_chunk(f, index);
-        if (chunk.size() < in_chunk + n) chunk.resize(in_chunk + n, 0);
-        std::memcpy(chunk.data() + in_chunk, data + done, n);
+        const auto* from = reinterpret_cast<const std::uint8_t*>(data + done);
+        if (in_chunk <= chunk.size()) {
+            // Over what the chunk holds, then appended: no zero-filling of bytes about to be
+            // overwritten (sequential writes append every byte they bring).
+            const std::size_t inside = std::min(n, chunk.size() - in_chunk);
+            std::memcpy(chunk.data() + in_chunk, from, inside);
+            chunk.insert(chunk.end(), from + inside, from + n);
+        } else {
+            chunk.resize(in_chunk, 0);  // a hole up to the write
+            chunk.insert(chunk.end(), from, from + n);
+        }
         done += n;
     }
     f.size = std::max<std::uint64_t>(f.size, offset + size);

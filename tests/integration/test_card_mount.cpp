@@ -442,6 +442,22 @@ TEST_F(CardMount, SecretKeysAreTheCardsOwnAndCardMadeKeysStayOnIt) {
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("rsync exit 23"), std::string::npos) << r.out;
 
+    // vscardctl backup, verify and restore say so and succeed.
+    auto c = rig->ctl({"create", "--for-card", serial, "--password-stdin", "--kdf-target", "20ms"},
+                      std::string(kPin) + "\n");
+    ASSERT_EQ(c.exit_code, 0) << c.err;
+    rig->unlock(serial, kPin);
+    for (auto args :
+         std::vector<std::vector<std::string>>{{"backup", "card/" + serial},
+                                               {"verify", "card/" + serial, "vsc/" + serial},
+                                               {"restore", "vsc/" + serial, "card/" + serial}}) {
+        args.push_back("--mount");
+        args.push_back(mnt.string());
+        auto b = rig->ctl(args);
+        EXPECT_EQ(b.exit_code, 0) << args[0] << ": " << b.out << b.err;
+        EXPECT_NE(b.out.find("kept on the card: secret/made"), std::string::npos) << b.out;
+    }
+
     // Deleting it is final, so it takes --yes.
     auto d = rig->ctl({"delete-key", "card/" + serial, "made"});
     EXPECT_EQ(d.exit_code, 2) << d.err;
