@@ -913,7 +913,7 @@ void AreaFs::create_siblings(std::uint64_t id) {
 
 void AreaFs::setxattr(const RelPath& path, const std::string& name, const std::string& value,
                       int flags) {
-    if (name.rfind("user.", 0) != 0)
+    if (!is_kept_xattr(name))
         throw Error(ErrorKind::NotSupported, "only user.* extended attributes are kept");
     if (name.size() > kMaxName) throw Error(ErrorKind::NameTooLong, "attribute name too long");
     if (value.size() > kMaxXattrValue) throw Error(ErrorKind::TooBig, "attribute value too large");

@@ -17,6 +17,7 @@
 #include <set>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -54,6 +55,12 @@ public:
 };
 
 class AreaFs;
+
+// The extended attributes an area keeps: the user.* namespace (DESIGN §3); any other name
+// has no value anywhere.
+inline bool is_kept_xattr(std::string_view name) {
+    return name.starts_with("user.");
+}
 
 // An open file: shared by every handle on the same object.
 struct FileData {

@@ -118,6 +118,7 @@ setfattr -n user.color -v blue "$A/f"
 setfattr -x user.color "$A/f"
 fails getfattr -n user.color "$A/f"
 fails setfattr -n trusted.x -v 1 "$A/f"
+out=$(getfattr -n security.capability "$A/f" 2>&1 || true); [[ $out == *"No such attribute"* ]]
 df -P "$A" | tail -1 | awk '{ if ($2 <= 0) exit 1 }'
 dd if=/dev/zero of="$A/sync" bs=4k count=3 conv=fsync status=none
 truncate -s 5 "$A/f"; [ "$(cat "$A/f")" = "data" ]
