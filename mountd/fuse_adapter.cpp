@@ -82,7 +82,13 @@ void op_destroy(void* data) {
 
 int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
     return guard("getattr", path, [&] {
-        fill_stat(fi ? vfs().fgetattr(handle(fi), path) : vfs().getattr(path), st);
+        if (fi) {
+            fill_stat(vfs().fgetattr(handle(fi), path), st);
+            return 0;
+        }
+        auto a = vfs().find(path);  // a missing name is common (looked up before a create)
+        if (!a) return -ENOENT;
+        fill_stat(*a, st);
         return 0;
     });
 }

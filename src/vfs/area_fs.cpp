@@ -120,7 +120,7 @@ AreaFs::Node& AreaFs::node(std::uint64_t id) {
     return it->second;
 }
 
-std::uint64_t AreaFs::resolve(const RelPath& path) {
+std::optional<std::uint64_t> AreaFs::find(const RelPath& path) {
     std::uint64_t id = root_;
     for (const auto& part : path) {
         Node& n = node(id);
@@ -128,11 +128,16 @@ std::uint64_t AreaFs::resolve(const RelPath& path) {
         auto it = n.children.find(part);
         if (it == n.children.end()) {
             if (part.size() > kMaxName) throw Error(ErrorKind::NameTooLong, "file name too long");
-            throw Error(ErrorKind::NotFound, "no such file or directory");
+            return std::nullopt;
         }
         id = it->second;
     }
     return id;
+}
+
+std::uint64_t AreaFs::resolve(const RelPath& path) {
+    if (auto id = find(path)) return *id;
+    throw Error(ErrorKind::NotFound, "no such file or directory");
 }
 
 std::pair<std::uint64_t, std::string> AreaFs::resolve_parent(const RelPath& path) {
@@ -189,6 +194,13 @@ Attr AreaFs::getattr(const RelPath& path) {
     Shared lock(tree_mutex_);
     check_unlocked();
     return attr_of(resolve(path));
+}
+
+std::optional<Attr> AreaFs::find_attr(const RelPath& path) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    if (auto id = find(path)) return attr_of(*id);
+    return std::nullopt;
 }
 
 std::vector<std::pair<std::string, Attr>> AreaFs::readdir(const RelPath& path) {

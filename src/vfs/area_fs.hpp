@@ -116,6 +116,9 @@ public:
     std::uint64_t root_id() const { return root_; }
 
     Attr getattr(const RelPath& path);
+    // As getattr, but nullopt when PATH does not exist (the kernel looks up every name before
+    // it creates it: no exception for each).
+    std::optional<Attr> find_attr(const RelPath& path);
     std::vector<std::pair<std::string, Attr>> readdir(const RelPath& path);
     Attr mkdir(const RelPath& path, std::uint32_t mode);
     void rmdir(const RelPath& path);
@@ -170,7 +173,8 @@ private:
     void check_unlocked() const;
     void load();
     Node& node(std::uint64_t id);
-    std::uint64_t resolve(const RelPath& path);  // throws ENOENT/ENOTDIR
+    std::uint64_t resolve(const RelPath& path);              // throws ENOENT/ENOTDIR
+    std::optional<std::uint64_t> find(const RelPath& path);  // nullopt: no such entry
     std::pair<std::uint64_t, std::string> resolve_parent(const RelPath& path);
     Attr attr_of(std::uint64_t id);
     NodeRow row_of(std::uint64_t id);  // meta with live file data (caller holds file mutex)

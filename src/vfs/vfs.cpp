@@ -676,6 +676,14 @@ VfsAttr Vfs::getattr(const std::string& path) {
     throw Error(ErrorKind::NotFound, "no such file or directory");
 }
 
+std::optional<VfsAttr> Vfs::find(const std::string& path) {
+    Route r = route(path);
+    if (r.kind != Route::AreaPath || r.rel.empty()) return getattr(path);
+    auto fs = area_of(*r.medium, r.area);
+    if (auto a = fs->find_attr(r.rel)) return attr(*r.medium, r.area, *a);
+    return std::nullopt;
+}
+
 std::vector<std::pair<std::string, VfsAttr>> Vfs::readdir(const std::string& path) {
     Route r = route(path);
     std::vector<std::pair<std::string, VfsAttr>> out;

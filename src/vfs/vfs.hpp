@@ -64,6 +64,8 @@ public:
     ~Vfs();
 
     VfsAttr getattr(const std::string& path);
+    // As getattr, but nullopt when a file or folder of an area does not exist.
+    std::optional<VfsAttr> find(const std::string& path);
     std::vector<std::pair<std::string, VfsAttr>> readdir(const std::string& path);
     VfsAttr mkdir(const std::string& path, std::uint32_t mode);
     void rmdir(const std::string& path);
