@@ -622,7 +622,7 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
             // Over what the chunk holds, then appended: no zero-filling of bytes about to be
             // overwritten (sequential writes append every byte they bring).
             const std::size_t inside = std::min(n, chunk.size() - in_chunk);
-            std::memcpy(chunk.data() + in_chunk, from, inside);
+            if (inside > 0) std::memcpy(chunk.data() + in_chunk, from, inside);
             chunk.insert(chunk.end(), from + inside, from + n);
         } else {
             chunk.resize(in_chunk, 0);  // a hole up to the write
