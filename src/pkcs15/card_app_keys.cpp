@@ -80,6 +80,12 @@ std::optional<KeyAt> private_entry(const CardApp::State& s, std::string_view lab
                       [&](const KeyObject& k) { return k.common.label == label; });
 }
 
+// The PrKDF entry of key LABEL; NotFound when the card has none.
+KeyAt existing_key(const CardApp::State& s, std::string_view label) {
+    if (auto at = private_entry(s, label)) return *at;
+    throw Error(ErrorKind::NotFound, "the card has no key named '" + std::string(label) + "'");
+}
+
 std::optional<KeyAt> public_entry(const CardApp::State& s, const Bytes& id) {
     return find_entry(s, DfType::PuKDF, [&](const KeyObject& k) { return k.id == id; });
 }
@@ -210,7 +216,7 @@ void commit_key(CardApp::State& s, const PinObject& pin, std::string_view label,
     s.content[path_key(*pub_file)] = WipedBytes(spki.begin(), spki.end());
     if (!old) return;
     // What the replaced key leaves behind: its public key entry and both files.
-    if (auto pub = public_entry(s, old->id); pub && old->id != facts.id) {
+    if (auto pub = public_entry(s, old->id)) {
         const Path old_pub = key_at(s, *pub).path;
         edit_dir(s, pub->dir, [&](Entries<KeyObject>& e) { erase_at(e, pub->entry); });
         forget_file(s, old_pub);
@@ -322,12 +328,9 @@ Bytes CardApp::generate_key(std::string_view label, card::GeneratedKeyType type,
 void CardApp::remove_key(std::string_view label) {
     guarded(*s_, [&] {
         prepare_key_write(*s_);
-        const auto at = private_entry(*s_, label);
-        if (!at)
-            throw Error(ErrorKind::NotFound,
-                        "the card has no key named '" + std::string(label) + "'");
-        const KeyObject key = key_at(*s_, *at);
-        edit_dir(*s_, at->dir, [&](Entries<KeyObject>& e) { erase_at(e, at->entry); });
+        const KeyAt at = existing_key(*s_, label);
+        const KeyObject key = key_at(*s_, at);
+        edit_dir(*s_, at.dir, [&](Entries<KeyObject>& e) { erase_at(e, at.entry); });
         if (const auto pub = public_entry(*s_, key.id)) {
             const Path pub_file = key_at(*s_, *pub).path;
             edit_dir(*s_, pub->dir, [&](Entries<KeyObject>& e) { erase_at(e, pub->entry); });
@@ -341,16 +344,13 @@ void CardApp::rename_key(std::string_view from, std::string_view to) {
     check_label(to);
     guarded(*s_, [&] {
         prepare_key_write(*s_);
-        const auto at = private_entry(*s_, from);
-        if (!at)
-            throw Error(ErrorKind::NotFound,
-                        "the card has no key named '" + std::string(from) + "'");
+        const KeyAt at = existing_key(*s_, from);
         if (from == to) return;
         if (private_entry(*s_, to))
             throw Error(ErrorKind::Exists, "the card has a key named '" + std::string(to) + "'");
-        const Bytes id = key_at(*s_, *at).id;
-        edit_dir(*s_, at->dir, [&](Entries<KeyObject>& e) {
-            std::get<KeyObject>(e[at->entry]).common.label = std::string(to);
+        const Bytes id = key_at(*s_, at).id;
+        edit_dir(*s_, at.dir, [&](Entries<KeyObject>& e) {
+            std::get<KeyObject>(e[at.entry]).common.label = std::string(to);
         });
         if (const auto pub = public_entry(*s_, id))
             edit_dir(*s_, pub->dir, [&](Entries<KeyObject>& e) {
@@ -361,15 +361,13 @@ void CardApp::rename_key(std::string_view from, std::string_view to) {
 
 Bytes CardApp::sign(std::string_view label, ByteView data) {
     s_->check_usable();
-    const auto key = private_key(label);
-    if (!key)
-        throw Error(ErrorKind::NotFound, "the card has no key named '" + std::string(label) + "'");
-    const Bytes path = s_->absolute(key->path);
+    const KeyObject key = key_at(*s_, existing_key(*s_, label));
+    const Bytes path = s_->absolute(key.path);
     if (path.empty())
         throw Error(ErrorKind::NotSupported,
                     "key '" + std::string(label) + "' has no file path vscard can address");
     const std::uint8_t algorithm =
-        key->kind == KeyKind::PrivateRsa ? card::kAlgorithmRsaPkcs1 : card::kAlgorithmEcdsa;
+        key.kind == KeyKind::PrivateRsa ? card::kAlgorithmRsaPkcs1 : card::kAlgorithmEcdsa;
     Bytes signature;
     guarded(*s_, [&] {
         s_->iso.set_security_environment(card::SecurityTemplate::Signature, path, algorithm);
