@@ -339,23 +339,22 @@ int cmd_format(const Common& c, const std::string& reader, const std::string& la
     return 0;
 }
 
-// The card's PIN: from the agent when the card is unlocked there, else asked for.
-SecureBytes card_pin(const Common& c, const Target& t, bool pin_stdin) {
-    AgentClient agent(agent_socket(c.agent));
-    if (!pin_stdin && agent.reachable())
-        if (auto pin = agent.get(t.text())) return std::move(*pin);
-    return read_password(pin_stdin, "PIN of " + t.text() + ": ", false);
-}
-
+// The card with its PIN verified: the PIN from the agent when the card is unlocked there (a
+// PIN the card refuses is forgotten there at once, as the mount does), else asked for.
 InsertedCard verified_card(const Common& c, const Target& t, bool pin_stdin) {
     if (!t.card)
         throw Error(ErrorKind::Usage,
                     "'" + t.text() + "' is a VSC; this command takes card/SERIAL");
     InsertedCard card = find_card(t.name);
-    SecureBytes pin = card_pin(c, t, pin_stdin);
+    AgentClient agent(agent_socket(c.agent));
+    std::optional<SecureBytes> pin;
+    if (!pin_stdin && agent.reachable()) pin = agent.get(t.text());
+    const bool from_agent = pin.has_value();
+    if (!pin) pin = read_password(pin_stdin, "PIN of " + t.text() + ": ", false);
     try {
-        card.app->verify_pin(pin);
+        card.app->verify_pin(*pin);
     } catch (const card::PinError& e) {
+        if (from_agent) agent.forget(t.text());
         pin_refused(t.text(), e);
     }
     return card;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <regex>
 
+#include "agent_client.hpp"
 #include "card_rig.hpp"
 
 namespace vscard::test {
@@ -467,6 +468,18 @@ TEST_F(CardMount, SecretKeysAreTheCardsOwnAndCardMadeKeysStayOnIt) {
     keys = pcsc->run_in_rig("pkcs15-tool", {"--reader", "0", "--list-keys"});
     EXPECT_EQ(keys.out.find("made"), std::string::npos) << keys.out;
     EXPECT_NE(keys.out.find("signing"), std::string::npos) << keys.out;
+
+    // A PIN in the agent that the card refuses (changed by another tool) is forgotten at once.
+    const std::string stale = "999999";
+    AgentClient(rig->agent_socket())
+        .put("card/" + serial,
+             ByteView(reinterpret_cast<const std::uint8_t*>(stale.data()), stale.size()),
+             std::chrono::seconds(0));
+    auto s =
+        rig->ctl({"sign", "card/" + serial, "signing", "--in", (rig->dir() / "data").string()});
+    EXPECT_EQ(s.exit_code, 3) << s.err;
+    EXPECT_NE(s.err.find("tries left"), std::string::npos) << s.err;
+    EXPECT_FALSE(AgentClient(rig->agent_socket()).get("card/" + serial));
 }
 
 // Issue contract: a malicious card (endless 61xx chains, oversized answers, meaningless
