@@ -464,6 +464,10 @@ TEST_F(CardStoreTest, CertificatesAndPublicKeysOfTheCardShowReadOnlyInPublic) {
               (std::vector<std::string>{"Card Authentication.crt", "issuer.pub", "notes.txt"}));
     EXPECT_EQ(get(*fs, "Card Authentication.crt"), std::string(cert_der.begin(), cert_der.end()));
     EXPECT_EQ(get(*fs, "issuer.pub"), keys::public_pem_of_spki(spki));
+    // Read-only, and the same date at every insertion: the card keeps none.
+    const Attr cert = fs->getattr(P("Card Authentication.crt"));
+    EXPECT_EQ(cert.mtime, Timestamp{});
+    EXPECT_EQ(cert.mode & 0777, 0444u);
     EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES,
                      fs->open(P("Card Authentication.crt"), true, false));
     EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, fs->unlink(P("issuer.pub")));
