@@ -22,6 +22,21 @@ std::string CardRigTest::formatted_card(int slot, std::vector<std::string> emu_a
     return m[1];
 }
 
+std::string CardRigTest::mounted_card() {
+    const std::string serial = formatted_card(0);
+    mnt = rig->mount();
+    wait_path(mnt / "card" / serial, true);
+    return serial;
+}
+
+void CardRigTest::create_vsc_for(const std::string& serial, bool unlock_it) {
+    auto c = rig->ctl({"create", "--for-card", serial, "--password-stdin", "--kdf-target", "20ms"},
+                      std::string(kPin) + "\n");
+    if (c.exit_code != 0) throw std::runtime_error("vscardctl create --for-card failed: " + c.err);
+    if (unlock_it) rig->unlock(serial, kPin);
+    wait_path(mnt / "vsc" / serial / "public", true);
+}
+
 std::chrono::milliseconds CardRigTest::wait_path(const std::filesystem::path& path, bool present,
                                                  std::chrono::milliseconds timeout) {
     auto start = std::chrono::steady_clock::now();

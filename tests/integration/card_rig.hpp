@@ -24,6 +24,13 @@ protected:
     // A blank emulated card in SLOT, formatted with kPin; returns its serial.
     std::string formatted_card(int slot, std::vector<std::string> emu_args = {});
 
+    // A formatted card in slot 0 and the mount showing it; returns the card's serial.
+    std::string mounted_card();
+
+    // vsc/SERIAL made for the card SERIAL (its PIN the password), unlocked unless UNLOCK_IT is
+    // false, shown in the mount.
+    void create_vsc_for(const std::string& serial, bool unlock_it = true);
+
     // Waits until PATH exists (or not); returns how long that took.
     std::chrono::milliseconds wait_path(const std::filesystem::path& path, bool present,
                                         std::chrono::milliseconds timeout = 10s);

@@ -22,16 +22,6 @@ protected:
         EXPECT_EQ(u.exit_code, 0) << u.err;
     }
 
-    // vsc/SERIAL made for the card SERIAL, unlocked, shown in the mount.
-    void create_vsc_for(const std::string& serial, bool unlock_it = true) {
-        auto c =
-            rig->ctl({"create", "--for-card", serial, "--password-stdin", "--kdf-target", "20ms"},
-                     std::string(kPin) + "\n");
-        ASSERT_EQ(c.exit_code, 0) << c.err;
-        if (unlock_it) rig->unlock(serial, kPin);
-        wait_path(mnt / "vsc" / serial / "public", true);
-    }
-
     void expect_same(const std::string& a, const std::string& b) {
         auto r = sh("for area in public private; do diff -r $M/" + a + "/$area $M/" + b +
                     "/$area; done");

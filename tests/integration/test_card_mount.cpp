@@ -97,10 +97,7 @@ TEST_F(CardMount, AreasWorkAndRsyncCarriesThemToAVscAndOntoANewCard) {
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
 
     // Card -> VSC (the card's PIN is the VSC's password) -> diff.
-    auto c = rig->ctl({"create", "--for-card", serial, "--password-stdin", "--kdf-target", "20ms"},
-                      std::string(kPin) + "\n");
-    ASSERT_EQ(c.exit_code, 0) << c.err;
-    rig->unlock(serial, kPin);
+    create_vsc_for(serial);
     r = sh("C=$M/card/" + serial + "; V=$M/vsc/" + serial + R"SH(
         wait_for() { for i in $(seq 50); do test -e "$1" && return 0; sleep 0.1; done; return 1; }
         wait_for $V/public
@@ -149,9 +146,7 @@ TEST_F(CardMount, AreasWorkAndRsyncCarriesThemToAVscAndOntoANewCard) {
 }
 
 TEST_F(CardMount, WrongPinIsReportedWithTriesLeftAndNeverCached) {
-    const std::string serial = formatted_card(0);
-    mnt = rig->mount();
-    wait_path(mnt / "card" / serial, true);
+    const std::string serial = mounted_card();
     auto wrong = rig->ctl({"unlock", "card/" + serial, "--password-stdin"}, "000000\n");
     EXPECT_EQ(wrong.exit_code, 3) << wrong.err;
     EXPECT_NE(wrong.err.find("2 tries left"), std::string::npos) << wrong.err;
@@ -256,9 +251,7 @@ TEST_F(CardMount, ListingAgainSendsNoApdu) {
 }
 
 TEST_F(CardMount, RemovalDuringAnRsyncLeavesBothSidesConsistent) {
-    const std::string serial = formatted_card(0);
-    mnt = rig->mount();
-    wait_path(mnt / "card" / serial, true);
+    const std::string serial = mounted_card();
     ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
     auto r = sh(R"SH(
         mkdir -p $T/src
@@ -299,9 +292,7 @@ TEST_F(CardMount, RemovalDuringAnRsyncLeavesBothSidesConsistent) {
 }
 
 TEST_F(CardMount, TheMountOutlivesAPcscdRestart) {
-    const std::string serial = formatted_card(0);
-    mnt = rig->mount();
-    wait_path(mnt / "card" / serial, true);
+    const std::string serial = mounted_card();
     pcsc->restart_pcscd();
     // The card comes back as a new insertion once pcscd is reachable again.
     EXPECT_TRUE(
@@ -312,9 +303,7 @@ TEST_F(CardMount, TheMountOutlivesAPcscdRestart) {
 }
 
 TEST_F(CardMount, PasswdChangesThePinAndKeepsTheKeys) {
-    const std::string serial = formatted_card(0);
-    mnt = rig->mount();
-    wait_path(mnt / "card" / serial, true);
+    const std::string serial = mounted_card();
     ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
     auto r = sh("C=$M/card/" + serial + R"SH(
         openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $T/k.pem 2>/dev/null
@@ -338,14 +327,9 @@ TEST_F(CardMount, PasswdChangesThePinAndKeepsTheKeys) {
 }
 
 TEST_F(CardMount, KeysRestoreOntoANewCardFormattedForTheVsc) {
-    const std::string serial = formatted_card(0);
-    mnt = rig->mount();
-    wait_path(mnt / "card" / serial, true);
+    const std::string serial = mounted_card();
     ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
-    auto c = rig->ctl({"create", "--for-card", serial, "--password-stdin", "--kdf-target", "20ms"},
-                      std::string(kPin) + "\n");
-    ASSERT_EQ(c.exit_code, 0) << c.err;
-    rig->unlock(serial, kPin);
+    create_vsc_for(serial);
     auto r = sh("C=$M/card/" + serial + "; V=$M/vsc/" + serial + R"SH(
         openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $T/k.pem 2>/dev/null
         cp $T/k.pem $C/secret/k
@@ -388,9 +372,7 @@ TEST_F(CardMount, KeysRestoreOntoANewCardFormattedForTheVsc) {
 // lists it and has the card sign with it); a key the card made itself shows as an entry that
 // cannot be read, its public key beside it, and is deleted only on purpose.
 TEST_F(CardMount, SecretKeysAreTheCardsOwnAndCardMadeKeysStayOnIt) {
-    const std::string serial = formatted_card(0);
-    mnt = rig->mount();
-    wait_path(mnt / "card" / serial, true);
+    const std::string serial = mounted_card();
     ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
     auto r = sh("C=$M/card/" + serial + R"SH(
         openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $T/k.pem 2>/dev/null
@@ -444,10 +426,7 @@ TEST_F(CardMount, SecretKeysAreTheCardsOwnAndCardMadeKeysStayOnIt) {
     EXPECT_NE(r.out.find("rsync exit 23"), std::string::npos) << r.out;
 
     // vscardctl backup, verify and restore say so and succeed.
-    auto c = rig->ctl({"create", "--for-card", serial, "--password-stdin", "--kdf-target", "20ms"},
-                      std::string(kPin) + "\n");
-    ASSERT_EQ(c.exit_code, 0) << c.err;
-    rig->unlock(serial, kPin);
+    create_vsc_for(serial);
     for (auto args :
          std::vector<std::vector<std::string>>{{"backup", "card/" + serial},
                                                {"verify", "card/" + serial, "vsc/" + serial},
@@ -485,9 +464,7 @@ TEST_F(CardMount, SecretKeysAreTheCardsOwnAndCardMadeKeysStayOnIt) {
 // Issue contract: a malicious card (endless 61xx chains, oversized answers, meaningless
 // status words) cannot crash or hang the daemon; the card behaves again, the mount serves it.
 TEST_F(CardMount, AHostileCardCannotCrashOrHangTheMount) {
-    const std::string serial = formatted_card(0);
-    mnt = rig->mount();
-    wait_path(mnt / "card" / serial, true);
+    const std::string serial = mounted_card();
     ASSERT_EQ(unlock("card/" + serial).exit_code, 0);
     auto r = sh("echo kept > $M/card/" + serial + "/public/kept");
     ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -14,6 +14,7 @@
 #include "card/emulator.hpp"
 #include "card/fcp.hpp"
 #include "card/tlv.hpp"
+#include "card_link.hpp"
 #include "error.hpp"
 
 namespace vscard::card {
@@ -642,14 +643,7 @@ TEST(Emulator, T0ResponsesSwitch) {
 }
 
 // The APDU layer's exchange() against the emulator: what a PC/SC client will do.
-class EmulatorLink : public Transmitter {
-public:
-    explicit EmulatorLink(Emulator& e) : emu_(e) {}
-    Bytes transmit(ByteView command) override { return emu_.process(command); }
-
-private:
-    Emulator& emu_;
-};
+using vscard::testing::EmulatorLink;
 
 TEST(Emulator, ExchangeCopesWithEveryVariation) {
     EmulatorOptions o;

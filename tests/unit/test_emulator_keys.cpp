@@ -16,6 +16,7 @@
 #include "card/fcp.hpp"
 #include "card/iso7816.hpp"
 #include "card/tlv.hpp"
+#include "card_link.hpp"
 #include "error.hpp"
 #include "key_test_util.hpp"
 #include "keys.hpp"
@@ -524,21 +525,12 @@ TEST(EmulatorKeys, GenerateRefusals) {
 }
 
 // The APDU layer's exchange() against the emulator: chaining, 61xx and GET RESPONSE.
-class Link : public Transmitter {
-public:
-    explicit Link(Emulator& e) : emu_(e) {}
-    Bytes transmit(ByteView command) override { return emu_.process(command); }
-
-private:
-    Emulator& emu_;
-};
-
 TEST(EmulatorKeys, LongDataByChainingAndAnswersByGetResponse) {
     EmulatorOptions o;
     o.extended = false;
     o.t0_responses = true;
     KeyCard card(o);
-    Link link(card.emu);
+    vscard::testing::EmulatorLink link(card.emu);
     ExchangeOptions x;  // short APDUs: data over 255 bytes goes in a chain
     const Bytes der = pkcs8_of(test_rsa_key());
     ASSERT_EQ(exchange(link, verify_pin(), x).sw, sw::kOk);
