@@ -458,22 +458,30 @@ VscFile::~VscFile() {
 void VscFile::wrote() {
     std::lock_guard lock(checkpoint_mutex_);
     last_write_ = std::chrono::steady_clock::now();
+    bool was_idle = !unsaved_;
     unsaved_ = true;
     if (!checkpoint_thread_.joinable())
         checkpoint_thread_ = std::thread([this] { checkpointer(); });
-    checkpoint_cv_.notify_all();
+    // A checkpointer already counting down wakes at its deadline and finds the later write
+    // itself: waking it at every commit would cost a thread switch per commit.
+    if (was_idle) checkpoint_cv_.notify_all();
 }
 
 void VscFile::checkpointer() {
+    using Clock = std::chrono::steady_clock;
     constexpr auto kQuiet = std::chrono::milliseconds(300);
+    // A checkpoint competes for the disk with whoever reads the file: it waits until reads
+    // pause too, but no longer than this after the last write.
+    constexpr auto kMaxDeferral = std::chrono::seconds(10);
     std::unique_lock lock(checkpoint_mutex_);
     while (!stopping_) {
         if (!unsaved_) {
             checkpoint_cv_.wait(lock);
             continue;
         }
-        auto due = last_write_ + kQuiet;
-        if (std::chrono::steady_clock::now() < due) {
+        Clock::time_point last_use{Clock::duration(last_use_.load(std::memory_order_relaxed))};
+        auto due = std::min(std::max(last_write_, last_use) + kQuiet, last_write_ + kMaxDeferral);
+        if (Clock::now() < due) {
             checkpoint_cv_.wait_until(lock, due);
             continue;
         }
@@ -484,6 +492,7 @@ void VscFile::checkpointer() {
             auto db = connection();
             auto st = db->prepare("PRAGMA wal_checkpoint(PASSIVE)");
             bool complete = st.step() && st.integer(0) == 0 && st.integer(1) == st.integer(2);
+            if (complete) ++checkpoints_;
             if (!complete) {
                 std::lock_guard again(checkpoint_mutex_);
                 unsaved_ = true;
@@ -567,6 +576,8 @@ std::unique_ptr<sql::Connection> VscFile::new_connection() {
 }
 
 VscFile::Lease VscFile::connection() {
+    last_use_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                    std::memory_order_relaxed);
     {
         std::lock_guard lock(pool_mutex_);
         if (!pool_.empty()) {

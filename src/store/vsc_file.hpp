@@ -98,6 +98,8 @@ public:
     std::mutex& write_mutex() { return write_mutex_; }
     // Called after each committed write: wakes the background checkpointer.
     void wrote();
+    // How many background checkpoints have copied the whole WAL back (for tests).
+    std::uint64_t checkpoints() const { return checkpoints_.load(); }
 
 private:
     explicit VscFile(std::filesystem::path path);
@@ -121,8 +123,11 @@ private:
     std::mutex checkpoint_mutex_;
     std::condition_variable checkpoint_cv_;
     std::chrono::steady_clock::time_point last_write_{};
+    // When a connection was last leased (any read or write), in steady_clock ticks.
+    std::atomic<std::chrono::steady_clock::rep> last_use_{0};
     bool unsaved_ = false;  // WAL frames not yet checkpointed
     bool stopping_ = false;
+    std::atomic<std::uint64_t> checkpoints_{0};
     std::thread checkpoint_thread_;
     std::atomic<std::uint64_t> next_id_{16};
 };

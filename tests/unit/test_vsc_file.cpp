@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "crypto.hpp"
@@ -567,6 +569,34 @@ TEST_F(VscFileTest, SecretRowCopiedBetweenCardsOfOneFamilyIsDetected) {
 }
 
 // ---- integrity check -----------------------------------------------------------------------
+
+// ---- background checkpoint -----------------------------------------------------------------
+
+// What is written reaches the main file in the background once the file is quiet. Reads
+// postpone it, so that it does not compete with a reader for the disk.
+TEST_F(VscFileTest, CheckpointWaitsUntilReadsPause) {
+    fs::path path = create("quiet");
+    auto file = VscFile::open(path);
+    VscKeys keys = file->unlock(view_of(kPassword));
+    auto checkpoints_reach = [&](std::uint64_t n) {
+        for (int i = 0; i < 200 && file->checkpoints() < n; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        return file->checkpoints() >= n;
+    };
+    put(*file, Area::Public, keys, {{"x", pattern(3 * kVscChunkSize, 7)}});
+    ASSERT_TRUE(checkpoints_reach(1)) << "no checkpoint after a write";
+
+    put(*file, Area::Public, keys, {{"y", pattern(kVscChunkSize, 8)}});
+    auto store = file->area(Area::Public, nullptr);
+    const std::uint64_t content = row_named(*store, "x").meta.content;
+    WipedBytes out;
+    for (int i = 0; i < 30; ++i) {  // 1.5 s of reads, far longer than the 300 ms quiet time
+        ASSERT_TRUE(store->read_chunk(content, 0, out));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_EQ(file->checkpoints(), 1u) << "a checkpoint ran while the file was being read";
+    EXPECT_TRUE(checkpoints_reach(2)) << "no checkpoint once reads paused";
+}
 
 TEST_F(VscFileTest, CheckOfHealthyFile) {
     fs::path path = populated("healthy");
