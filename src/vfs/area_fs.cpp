@@ -323,8 +323,9 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
     moved.meta.ctime = now;
     change.upserts.push_back(moved);
     bool dst_open = false;
-    std::shared_ptr<FileData> dst_file;     // outlives the node erased below
-    std::unique_lock<std::mutex> dst_lock;  // as in unlink(): held until the orphan flag is set
+    std::shared_ptr<FileData> dst_file;  // outlives the node erased below
+    // As in unlink(): held until the orphan flag is set.
+    std::unique_lock<WriterFirstMutex> dst_lock;
     if (dst) {
         change.deleted_nodes.push_back(*dst);
         Node& d = node(*dst);
@@ -562,7 +563,7 @@ std::size_t AreaFs::read(OpenFile& file, std::uint64_t offset, std::size_t size,
     Shared lock(tree_mutex_);
     check_unlocked();
     FileData& f = file.data();
-    std::lock_guard flock(f.mutex);
+    std::shared_lock flock(f.mutex);
     if (offset >= f.size) return 0;
     size = static_cast<std::size_t>(std::min<std::uint64_t>(size, f.size - offset));
     WipedBytes scratch;

@@ -23,6 +23,7 @@
 
 #include "error.hpp"
 #include "vfs/node.hpp"
+#include "vfs/writer_first_mutex.hpp"
 
 namespace vscard {
 
@@ -64,7 +65,9 @@ inline bool is_kept_xattr(std::string_view name) {
 
 // An open file: shared by every handle on the same object.
 struct FileData {
-    std::mutex mutex;
+    // Shared by reads (concurrent reads of one file fetch and decrypt their chunks in
+    // parallel, as the kernel's read-ahead asks for them), exclusive for everything else.
+    WriterFirstMutex mutex;
     std::uint64_t id = 0;
     std::uint64_t content = 0;
     std::uint64_t size = 0;  // live: includes what is not committed yet

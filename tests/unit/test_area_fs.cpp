@@ -912,6 +912,57 @@ TYPED_TEST(AreaFsConformance, ConcurrentWritersOnDifferentFiles) {
     verify();
 }
 
+// Reads of one file run in parallel (as the kernel's read-ahead sends them); a writer on
+// another handle rewrites and commits the file meanwhile. Every read must see each chunk
+// whole, either as it was or as it was rewritten.
+TYPED_TEST(AreaFsConformance, ConcurrentReadsOfOneFileWhileItIsRewritten) {
+    constexpr int kReaders = 4, kRounds = 6;
+    const std::size_t cs = this->cs();
+    const std::size_t chunks = 5;
+    const std::string before = pattern(chunks * cs, 41), after = pattern(chunks * cs, 42);
+    AreaFs& fs = *this->fs_;
+    this->put("f", before);
+    std::atomic<bool> writing{true};
+    std::atomic<int> reads{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < kReaders; ++t) {
+        readers.emplace_back([&, t] {
+            try {
+                auto h = fs.open(P("f"), false, false);
+                std::string buf(2 * cs, '\0');
+                for (std::size_t n = 0; writing || n < 50; ++n) {
+                    std::size_t first = (n + static_cast<std::size_t>(t)) % (chunks - 1);
+                    std::size_t got = fs.read(*h, first * cs, buf.size(), buf.data());
+                    ASSERT_EQ(got, buf.size());
+                    for (std::size_t c = 0; c < 2; ++c) {
+                        std::size_t at = (first + c) * cs;
+                        std::string_view seen(buf.data() + c * cs, cs);
+                        ASSERT_TRUE(seen == std::string_view(before).substr(at, cs) ||
+                                    seen == std::string_view(after).substr(at, cs))
+                            << "chunk " << first + c << " torn";
+                    }
+                    ++reads;
+                }
+                fs.release(*h);
+            } catch (const std::exception& e) {
+                ADD_FAILURE() << "reader " << t << ": " << e.what();
+            }
+        });
+    }
+    for (int round = 0; round < kRounds; ++round) {
+        const std::string& data = round % 2 ? before : after;
+        auto w = fs.open(P("f"), true, false);
+        for (std::size_t c = 0; c < chunks; ++c)
+            this->write_at(*w, c * cs, data.substr(c * cs, cs));
+        fs.flush(*w);
+        fs.release(*w);
+    }
+    writing = false;
+    for (auto& th : readers) th.join();
+    EXPECT_GE(reads, kReaders * 50);
+    EXPECT_EQ(this->get("f"), before);  // the last round wrote it back
+}
+
 // ---- refusals: content policy and a full medium --------------------------------------------
 
 TYPED_TEST(AreaFsConformance, RefusedContentLeavesPreviousContent) {
