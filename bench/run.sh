@@ -216,7 +216,8 @@ show_log() {
 }
 
 # Page cache: dropped before every timed step, so reads measure the filesystem (FUSE mounts
-# keep page cache of their own too; dropping caches empties both layers).
+# keep page cache of their own too; dropping caches empties both layers). Pages a daemon has
+# mapped stay: see "Page cache" in bench/README.md.
 DROP=0
 if [[ $EUID -eq 0 ]] && { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
     DROP=1
