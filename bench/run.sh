@@ -25,6 +25,8 @@ Options:
   --out FILE     also write the results as TSV to FILE
   --rows LIST    run only these rows, comma-separated, of: create, ls, read, write_big,
                  read_big, rsync (ls and read need create, read_big needs write_big)
+  --cold         start gocryptfs and vscard-mountd afresh before each read row (untimed), so
+                 that no daemon serves a read from what it kept of earlier rows
   --keep         keep the scratch directory (for debugging); it is removed otherwise
   --no-install   do not install missing Debian packages; fail instead
   -h, --help     this text
@@ -40,6 +42,7 @@ PARENT=${TMPDIR:-/tmp}
 BIN=""
 OUT=""
 KEEP=0
+COLD=0
 INSTALL=1
 repeat_given=0
 ONLY=""
@@ -64,6 +67,7 @@ while [[ $# -gt 0 ]]; do
         --rows) [[ $# -ge 2 ]] || die "--rows needs a list of rows"; ONLY=$2; shift 2 ;;
         --rows=*) ONLY=${1#*=}; shift ;;
         --keep) KEEP=1; shift ;;
+        --cold) COLD=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument '$1'" ;;
@@ -272,9 +276,12 @@ mkdir -p "$GOCRYPT_CIPHER" "$GOCRYPT_MNT"
 gocryptfs -init -q -passfile "$PASSFILE" "$GOCRYPT_CIPHER" >"$WORK/gocryptfs-init.log" 2>&1 ||
     { show_log "$WORK/gocryptfs-init.log"; die "gocryptfs -init failed"; }
 MOUNTS+=("$GOCRYPT_MNT")
-gocryptfs -q -passfile "$PASSFILE" "$GOCRYPT_CIPHER" "$GOCRYPT_MNT" >"$WORK/gocryptfs.log" 2>&1 ||
-    { show_log "$WORK/gocryptfs.log"; die "mounting gocryptfs on $GOCRYPT_MNT failed"; }
-mountpoint -q "$GOCRYPT_MNT" || die "gocryptfs returned but $GOCRYPT_MNT is not a mount point"
+mount_gocryptfs() {
+    gocryptfs -q -passfile "$PASSFILE" "$GOCRYPT_CIPHER" "$GOCRYPT_MNT" >>"$WORK/gocryptfs.log" 2>&1 ||
+        { show_log "$WORK/gocryptfs.log"; die "mounting gocryptfs on $GOCRYPT_MNT failed"; }
+    mountpoint -q "$GOCRYPT_MNT" || die "gocryptfs returned but $GOCRYPT_MNT is not a mount point"
+}
+mount_gocryptfs
 
 note "setting up vscard (agent, VSC '$VSC_NAME', mount)"
 export VSCARD_STORE=$WORK/store
@@ -288,20 +295,39 @@ wait_for 10 test -S "$VSCARD_AGENT" ||
 printf '%s\n' "$PASSWORD" | "$BIN/vscardctl" create "$VSC_NAME" --password-stdin \
     >"$WORK/create.log" 2>&1 || { show_log "$WORK/create.log"; die "vscardctl create $VSC_NAME failed"; }
 MOUNTS+=("$VSC_MNT")
-"$BIN/vscard-mountd" -f --no-pcsc --store "$VSCARD_STORE" --agent "$VSCARD_AGENT" "$VSC_MNT" \
-    >"$WORK/mountd.log" 2>&1 &
-MOUNTD_PID=$!
-PIDS=("$MOUNTD_PID" "${PIDS[@]}")   # stop the mount before the agent
 mountd_up() { kill -0 "$MOUNTD_PID" && test -d "$VSC_MNT/vsc/$VSC_NAME"; }
-if ! wait_for 15 mountd_up; then
-    show_log "$WORK/mountd.log"
-    kill -0 "$MOUNTD_PID" 2>/dev/null || die "vscard-mountd exited while mounting $VSC_MNT"
-    die "vscard-mountd did not show $VSC_MNT/vsc/$VSC_NAME within 15 s"
-fi
+start_mountd() {
+    "$BIN/vscard-mountd" -f --no-pcsc --store "$VSCARD_STORE" --agent "$VSCARD_AGENT" "$VSC_MNT" \
+        >>"$WORK/mountd.log" 2>&1 &
+    MOUNTD_PID=$!
+    if ! wait_for 15 mountd_up; then
+        show_log "$WORK/mountd.log"
+        kill -0 "$MOUNTD_PID" 2>/dev/null || die "vscard-mountd exited while mounting $VSC_MNT"
+        die "vscard-mountd did not show $VSC_MNT/vsc/$VSC_NAME within 15 s"
+    fi
+}
+private_open() {
+    wait_for 10 ls "$VSC_MNT/vsc/$VSC_NAME/private/" >/dev/null ||
+        { show_log "$WORK/mountd.log"; die "$VSC_MNT/vsc/$VSC_NAME/private stays inaccessible after unlock"; }
+}
+start_mountd
+PIDS=("$MOUNTD_PID" "${PIDS[@]}")   # stop the mount before the agent
 printf '%s\n' "$PASSWORD" | "$BIN/vscardctl" unlock "vsc/$VSC_NAME" --password-stdin \
     >"$WORK/unlock.log" 2>&1 || { show_log "$WORK/unlock.log"; die "vscardctl unlock vsc/$VSC_NAME failed"; }
-wait_for 10 ls "$VSC_MNT/vsc/$VSC_NAME/private/" >/dev/null ||
-    { show_log "$WORK/mountd.log"; die "$VSC_MNT/vsc/$VSC_NAME/private stays inaccessible after unlock"; }
+private_open
+
+# --cold: both FUSE daemons start afresh before a read row (untimed), so that neither holds
+# anything of earlier rows, pages it has mapped included (drop_caches leaves those). The
+# agent keeps the VSC unlocked meanwhile.
+restart_daemons() {
+    fusermount3 -u "$GOCRYPT_MNT" || die "cannot unmount $GOCRYPT_MNT for --cold"
+    mount_gocryptfs
+    fusermount3 -u "$VSC_MNT" || die "cannot unmount $VSC_MNT for --cold"
+    wait "$MOUNTD_PID" 2>/dev/null || true
+    start_mountd
+    PIDS[0]=$MOUNTD_PID
+    private_open
+}
 
 declare -A ROOT=(
     [plain]=$PLAIN
@@ -360,6 +386,7 @@ run_row() {
 
 mode="full"
 [[ $QUICK == 1 ]] && mode="quick (reduced sizes; a smoke test, figures not meaningful)"
+[[ $COLD == 1 ]] && mode+="; cold reads (daemons restarted before each read row)"
 note "mode: $mode; $REPEAT repetition(s); page cache dropped before each step: $([[ $DROP == 1 ]] && echo yes || echo NO)"
 
 for ((rep = 1; rep <= REPEAT; rep++)); do
@@ -375,6 +402,7 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
         mkdir "${DIR[$cand]}" || die "cannot create ${DIR[$cand]} (${CAND_TITLE[$cand]})"
     done
     for row in "${ROWS[@]}"; do
+        if [[ $COLD == 1 && " ls read read_big " == *" $row "* ]]; then restart_daemons; fi
         for cand in "${order[@]}"; do
             run_row "$row" "$cand" "${DIR[$cand]}"
         done
