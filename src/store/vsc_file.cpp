@@ -492,8 +492,9 @@ void VscFile::checkpointer() {
             auto db = connection();
             auto st = db->prepare("PRAGMA wal_checkpoint(PASSIVE)");
             bool complete = st.step() && st.integer(0) == 0 && st.integer(1) == st.integer(2);
-            if (complete) ++checkpoints_;
-            if (!complete) {
+            if (complete) {
+                ++checkpoints_;
+            } else {
                 std::lock_guard again(checkpoint_mutex_);
                 unsaved_ = true;
                 last_write_ = std::chrono::steady_clock::now();

@@ -568,35 +568,37 @@ TEST_F(VscFileTest, SecretRowCopiedBetweenCardsOfOneFamilyIsDetected) {
     EXPECT_EQ(std::string(out.begin(), out.end()), "bytes");
 }
 
-// ---- integrity check -----------------------------------------------------------------------
-
 // ---- background checkpoint -----------------------------------------------------------------
 
 // What is written reaches the main file in the background once the file is quiet. Reads
 // postpone it, so that it does not compete with a reader for the disk.
 TEST_F(VscFileTest, CheckpointWaitsUntilReadsPause) {
+    using namespace std::chrono_literals;
     fs::path path = create("quiet");
     auto file = VscFile::open(path);
     VscKeys keys = file->unlock(view_of(kPassword));
     auto checkpoints_reach = [&](std::uint64_t n) {
-        for (int i = 0; i < 200 && file->checkpoints() < n; ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        for (int i = 0; i < 200 && file->checkpoints() < n; ++i) std::this_thread::sleep_for(50ms);
         return file->checkpoints() >= n;
     };
     put(*file, Area::Public, keys, {{"x", pattern(3 * kVscChunkSize, 7)}});
     ASSERT_TRUE(checkpoints_reach(1)) << "no checkpoint after a write";
-
-    put(*file, Area::Public, keys, {{"y", pattern(kVscChunkSize, 8)}});
     auto store = file->area(Area::Public, nullptr);
     const std::uint64_t content = row_named(*store, "x").meta.content;
+
+    put(*file, Area::Public, keys, {{"y", pattern(kVscChunkSize, 8)}});
+    // Reads, one every millisecond, for 1.5 s: far longer than the 300 ms quiet time.
     WipedBytes out;
-    for (int i = 0; i < 30; ++i) {  // 1.5 s of reads, far longer than the 300 ms quiet time
+    for (auto end = std::chrono::steady_clock::now() + 1500ms;
+         std::chrono::steady_clock::now() < end;) {
         ASSERT_TRUE(store->read_chunk(content, 0, out));
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::this_thread::sleep_for(1ms);
     }
     EXPECT_EQ(file->checkpoints(), 1u) << "a checkpoint ran while the file was being read";
     EXPECT_TRUE(checkpoints_reach(2)) << "no checkpoint once reads paused";
 }
+
+// ---- integrity check -----------------------------------------------------------------------
 
 TEST_F(VscFileTest, CheckOfHealthyFile) {
     fs::path path = populated("healthy");
