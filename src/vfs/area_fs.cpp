@@ -619,15 +619,15 @@ std::size_t AreaFs::write(OpenFile& file, std::uint64_t offset, const char* data
         std::size_t n = std::min(size - done, chunk_size_ - in_chunk);
         WipedBytes& chunk = dirty_chunk(f, index);
         const auto* from = reinterpret_cast<const std::uint8_t*>(data + done);
-        if (in_chunk <= chunk.size()) {
-            // Over what the chunk holds, then appended: no zero-filling of bytes about to be
-            // overwritten (sequential writes append every byte they bring).
-            const std::size_t inside = std::min(n, chunk.size() - in_chunk);
-            if (inside > 0) std::memcpy(chunk.data() + in_chunk, from, inside);
-            chunk.insert(chunk.end(), from + inside, from + n);
-        } else {
-            chunk.resize(in_chunk, 0);  // a hole up to the write
-            chunk.insert(chunk.end(), from, from + n);
+        // Over what the chunk holds, then appended after it (or after a hole up to the
+        // write), by resize and memcpy: insert() copies byte by byte with this allocator.
+        const std::size_t inside =
+            in_chunk < chunk.size() ? std::min(n, chunk.size() - in_chunk) : 0;
+        if (inside > 0) std::memcpy(chunk.data() + in_chunk, from, inside);
+        if (inside < n) {
+            const std::size_t at = in_chunk + inside;
+            chunk.resize(at + (n - inside));  // zero-fills a hole before AT as well
+            std::memcpy(chunk.data() + at, from + inside, n - inside);
         }
         done += n;
     }
