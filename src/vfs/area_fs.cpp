@@ -32,10 +32,12 @@ const WipedBytes* inflight_chunk(const FileData& f, std::uint64_t index) {
 
 }  // namespace
 
-AreaFs::AreaFs(std::shared_ptr<AreaStore> store, Area area, std::shared_ptr<ContentPolicy> policy)
+AreaFs::AreaFs(std::shared_ptr<AreaStore> store, Area area, std::shared_ptr<ContentPolicy> policy,
+               std::string transient_prefix)
     : store_(std::move(store)),
       area_(area),
       policy_(std::move(policy)),
+      transient_prefix_(std::move(transient_prefix)),
       chunk_size_(store_->chunk_size()) {
     load();
 }
@@ -246,12 +248,24 @@ Attr AreaFs::mkdir(const RelPath& path, std::uint32_t mode) {
 
 void AreaFs::rmdir(const RelPath& path) {
     Exclusive lock(tree_mutex_);
-    check_unlocked();
+    // The kernel sends the close of a file after close() has returned: a folder that holds
+    // nothing but files deleted while open waits a moment for them to go (`rm -r` right after
+    // a program closed such a file). A file still really open keeps it busy.
+    auto deadline = std::chrono::steady_clock::now() + kTransientWait;
+    for (;;) {
+        check_unlocked();
+        std::uint64_t id = resolve(path);
+        Node& n = node(id);
+        if (n.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
+        if (n.children.empty()) break;
+        bool only_transient = std::all_of(n.children.begin(), n.children.end(),
+                                          [&](const auto& c) { return is_transient(c.first); });
+        if (!only_transient ||
+            transient_gone_.wait_until(lock, deadline) == std::cv_status::timeout)
+            throw Error(ErrorKind::NotEmpty, "directory not empty");
+    }
     auto [pid, name] = resolve_parent(path);
     std::uint64_t id = resolve(path);
-    Node& n = node(id);
-    if (n.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
-    if (!n.children.empty()) throw Error(ErrorKind::NotEmpty, "directory not empty");
     AreaChange change;
     change.deleted_nodes.push_back(id);
     {
@@ -265,26 +279,37 @@ void AreaFs::rmdir(const RelPath& path) {
     nodes_.erase(id);
 }
 
+AreaFs::FileRemoval AreaFs::remove_file(std::uint64_t id, AreaChange& change) {
+    FileRemoval removal;
+    removal.file = node(id).file;
+    removal.lock = std::unique_lock(removal.file->mutex);
+    removal.open = removal.file->handles > 0;
+    change.deleted_nodes.push_back(id);
+    if (!removal.open) change.dropped_chunks.emplace_back(removal.file->content, 0);
+    return removal;
+}
+
+void AreaFs::FileRemoval::finish() {
+    if (open) file->orphan = true;
+    lock.unlock();
+}
+
 void AreaFs::unlink(const RelPath& path) {
     Exclusive lock(tree_mutex_);
     check_unlocked();
     auto [pid, name] = resolve_parent(path);
     std::uint64_t id = resolve(path);
-    Node& n = node(id);
-    if (n.meta.kind == NodeKind::Dir) throw Error(ErrorKind::IsDirectory, "is a directory");
+    if (node(id).meta.kind == NodeKind::Dir) throw Error(ErrorKind::IsDirectory, "is a directory");
+    unlink_locked(pid, name, id);
+}
+
+void AreaFs::unlink_locked(std::uint64_t parent, const std::string& name, std::uint64_t id) {
     AreaChange change;
-    change.deleted_nodes.push_back(id);
-    touch_dir(pid, Timestamp::now());
-    // An open file keeps its data until the last handle goes (POSIX unlink semantics).
-    // release() counts handles down without the tree lock: holding the file's mutex until
-    // the orphan flag is set means a racing last close either is seen here or sees the flag.
-    std::shared_ptr<FileData> file = n.file;  // outlives the node erased below
-    std::lock_guard flock(file->mutex);
-    bool open = file->handles > 0;
-    if (!open) change.dropped_chunks.emplace_back(file->content, 0);
+    FileRemoval removal = remove_file(id, change);
+    touch_dir(parent, Timestamp::now());
     apply_with_pending(change);
-    node(pid).children.erase(name);
-    if (open) n.file->orphan = true;
+    removal.finish();
+    node(parent).children.erase(name);
     nodes_.erase(id);
 }
 
@@ -322,19 +347,12 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
     moved.meta.name = dst_name;
     moved.meta.ctime = now;
     change.upserts.push_back(moved);
-    bool dst_open = false;
-    std::shared_ptr<FileData> dst_file;  // outlives the node erased below
-    // As in unlink(): held until the orphan flag is set.
-    std::unique_lock<WriterFirstMutex> dst_lock;
+    std::optional<FileRemoval> replaced;
     if (dst) {
-        change.deleted_nodes.push_back(*dst);
-        Node& d = node(*dst);
-        if (d.file) {
-            dst_file = d.file;
-            dst_lock = std::unique_lock(dst_file->mutex);
-            dst_open = d.file->handles > 0;
-            if (!dst_open) change.dropped_chunks.emplace_back(d.file->content, 0);
+        if (node(*dst).file) {
+            replaced = remove_file(*dst, change);
         } else {
+            change.deleted_nodes.push_back(*dst);
             std::lock_guard plock(pending_mutex_);
             pending_dirs_.erase(*dst);
         }
@@ -345,11 +363,11 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
 
     bool moved_dir = s.meta.kind == NodeKind::Dir;
     if (dst) {
-        Node& d = node(*dst);
-        if (d.file && dst_open) d.file->orphan = true;
-        if (!d.file) --node(dst_parent).subdirs;
+        if (replaced)
+            replaced->finish();
+        else
+            --node(dst_parent).subdirs;
         nodes_.erase(*dst);
-        if (dst_lock) dst_lock.unlock();
     }
     node(src_parent).children.erase(src_name);
     node(dst_parent).children[dst_name] = src;
@@ -358,7 +376,16 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
         ++node(dst_parent).subdirs;
     }
     Node& moved_node = node(src);
-    if (moved_node.file) moved_node.file->persisted = true;
+    if (moved_node.file) {
+        std::unique_lock flock(moved_node.file->mutex);
+        moved_node.file->persisted = true;
+        moved_node.file->transient = is_transient(dst_name);
+        // Closed already (the last close came first, or ran while this rename was written):
+        // nothing will remove it later.
+        bool closed = moved_node.file->transient && moved_node.file->handles == 0;
+        flock.unlock();
+        if (closed) return unlink_locked(dst_parent, dst_name, src);
+    }
     moved_node.meta.parent = dst_parent;
     moved_node.meta.name = dst_name;
     moved_node.meta.ctime = now;
@@ -873,9 +900,11 @@ void AreaFs::release(OpenFile& file) {
         }
     }
     bool drop = false;
+    bool remove = false;
     {
         std::lock_guard flock(f.mutex);
         drop = --f.handles == 0 && f.orphan;
+        remove = f.handles == 0 && !f.orphan && f.transient;
         if (drop) {
             finish_staging(f);
             f.dirty.clear();
@@ -890,6 +919,16 @@ void AreaFs::release(OpenFile& file) {
             change.dropped_chunks.emplace_back(f.content, 0);
             if (f.staging) change.dropped_chunks.emplace_back(f.staging, 0);
             store_->apply(change);
+        }
+    }
+    if (remove && !locked_) {
+        Exclusive lock(tree_mutex_);
+        auto it = nodes_.find(f.id);
+        // Unless it was renamed or deleted meanwhile.
+        if (!locked_ && it != nodes_.end() && it->second.file.get() == &f &&
+            is_transient(it->second.meta.name)) {
+            unlink_locked(it->second.meta.parent, it->second.meta.name, f.id);
+            transient_gone_.notify_all();
         }
     }
     if (failure) std::rethrow_exception(failure);
@@ -993,13 +1032,13 @@ SpaceInfo AreaFs::statfs() {
     return store_->space();
 }
 
-std::size_t AreaFs::remove_leftovers(const std::string& prefix) {
+std::size_t AreaFs::remove_leftovers() {
     Exclusive lock(tree_mutex_);
     check_unlocked();
     AreaChange change;
     std::vector<std::uint64_t> doomed;
     for (auto& [id, n] : nodes_) {
-        if (n.file && n.file->handles == 0 && n.meta.name.rfind(prefix, 0) == 0) {
+        if (n.file && n.file->handles == 0 && is_transient(n.meta.name)) {
             doomed.push_back(id);
             change.deleted_nodes.push_back(id);
             change.dropped_chunks.emplace_back(n.file->content, 0);

@@ -9,6 +9,8 @@
 // Atomicity: what is written through a handle is buffered and committed as one transaction
 // on flush, fsync or close, so after a crash every file holds its old or its new content.
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <memory>
@@ -92,6 +94,7 @@ struct FileData {
     std::size_t stage_scan = 0;      // dirty.size() when it held too few complete chunks
     std::future<void> stage_job;     // after `inflight`: destroyed (waited for) before it
     bool orphan = false;             // unlinked while open: data dies with the last handle
+    bool transient = false;          // renamed to a transient name: removed with its last handle
     bool persisted = true;           // false until a new file's row first reaches the store
     int handles = 0;
 };
@@ -111,8 +114,14 @@ private:
 
 class AreaFs {
 public:
+    // Files named with TRANSIENT_PREFIX (if given) live only as long as a handle holds them:
+    // the FUSE layer renames a file deleted while open to such a name and removes it when the
+    // file is closed, but a close racing with the delete can leave it there for good (libfuse
+    // checks for open handles, then renames). So a file renamed to such a name while no handle
+    // is open, or whose last handle closes while it has such a name, is removed at once, and
+    // remove_leftovers() removes what a crash left of them.
     AreaFs(std::shared_ptr<AreaStore> store, Area area,
-           std::shared_ptr<ContentPolicy> policy = nullptr);
+           std::shared_ptr<ContentPolicy> policy = nullptr, std::string transient_prefix = {});
     ~AreaFs();
 
     Area area() const { return area_; }
@@ -149,9 +158,9 @@ public:
 
     SpaceInfo statfs();
 
-    // Removes files whose name starts with PREFIX anywhere in the area (what a crash left of
-    // temporary hidden files); returns how many.
-    std::size_t remove_leftovers(const std::string& prefix);
+    // Removes the files with a transient name anywhere in the area that no handle holds (what
+    // a crash left of them); returns how many.
+    std::size_t remove_leftovers();
 
     // Commits what handles hold, then refuses every further access with EACCES, or with
     // REASON (e.g. EIO: the card was removed). Returns the paths of all objects (for the
@@ -164,6 +173,8 @@ public:
     // A file rewritten from scratch stages its complete chunks in batches of this many
     // (4 MiB with 64 KiB chunks) once it buffers as many: see FileData::staging.
     static constexpr std::size_t kStageChunks = 64;
+    // How long rmdir() waits for the last close of files with a transient name in the folder.
+    static constexpr std::chrono::milliseconds kTransientWait{1000};
 
 private:
     struct Node {
@@ -172,6 +183,24 @@ private:
         std::shared_ptr<FileData> file;                 // files
         std::uint32_t subdirs = 0;                      // dirs: for nlink
     };
+
+    // Removing a file: its content goes with CHANGE, unless a handle is still open; then the
+    // data lives on (POSIX unlink semantics) and dies with the last release(). release()
+    // counts handles down without the tree lock: the file's mutex is held from here until
+    // finish() sets the orphan flag, after CHANGE is applied, so that a racing last close
+    // either is seen here or sees the flag.
+    struct FileRemoval {
+        std::shared_ptr<FileData> file;  // outlives the node erased
+        std::unique_lock<WriterFirstMutex> lock;
+        bool open = false;
+        void finish();
+    };
+    FileRemoval remove_file(std::uint64_t id, AreaChange& change);
+    // unlink() of file ID, named NAME in folder PARENT; the caller holds tree_mutex_ exclusive.
+    void unlink_locked(std::uint64_t parent, const std::string& name, std::uint64_t id);
+    bool is_transient(std::string_view name) const {
+        return !transient_prefix_.empty() && name.starts_with(transient_prefix_);
+    }
 
     void check_unlocked() const;
     void load();
@@ -206,6 +235,7 @@ private:
     std::shared_ptr<AreaStore> store_;
     Area area_;
     std::shared_ptr<ContentPolicy> policy_;
+    const std::string transient_prefix_;
     std::size_t chunk_size_;
     std::uint64_t root_ = 0;
     mutable std::shared_mutex tree_mutex_;
@@ -214,6 +244,7 @@ private:
     std::optional<Error> lock_reason_;  // set before locked_, never changed after
     std::mutex pending_mutex_;
     std::set<std::uint64_t> pending_dirs_;
+    std::condition_variable_any transient_gone_;  // with tree_mutex_
 };
 
 }  // namespace vscard

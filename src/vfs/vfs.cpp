@@ -511,8 +511,8 @@ std::shared_ptr<AreaFs> Vfs::open_card_area(Card& card, Area area,
         policy = std::make_shared<SecretKeyPolicy>(std::move(*family_key));
     }
     auto fs = std::make_shared<AreaFs>(std::make_shared<CardAreaStore>(card.session, options), area,
-                                       policy);
-    if (auto n = fs->remove_leftovers(kHiddenPrefix))
+                                       policy, kHiddenPrefix);
+    if (auto n = fs->remove_leftovers())
         log_line(card.prefix(area) + ": removed " + std::to_string(n) +
                  " file(s) deleted while open before the card was pulled");
     return fs;
@@ -521,8 +521,8 @@ std::shared_ptr<AreaFs> Vfs::open_card_area(Card& card, Area area,
 std::shared_ptr<AreaFs> Vfs::open_area(Vsc& vsc, Area area, const VscKeys* keys) {
     std::shared_ptr<ContentPolicy> policy;
     if (area == Area::Secret) policy = std::make_shared<SecretKeyPolicy>(keys->family_key);
-    auto fs = std::make_shared<AreaFs>(vsc.file->area(area, keys), area, policy);
-    if (auto n = fs->remove_leftovers(kHiddenPrefix))
+    auto fs = std::make_shared<AreaFs>(vsc.file->area(area, keys), area, policy, kHiddenPrefix);
+    if (auto n = fs->remove_leftovers())
         log_line(vsc.prefix(area) + ": removed " + std::to_string(n) +
                  " file(s) deleted while open before a crash");
     return fs;

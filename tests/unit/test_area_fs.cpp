@@ -61,7 +61,7 @@ protected:
     AreaFsConformance() : store_(medium_.store()), fs_(make_fs()) {}
 
     std::unique_ptr<AreaFs> make_fs(std::shared_ptr<ContentPolicy> policy = nullptr) {
-        return std::make_unique<AreaFs>(store_, medium_.area(), std::move(policy));
+        return std::make_unique<AreaFs>(store_, medium_.area(), std::move(policy), ".hidden");
     }
 
     // Drops the filesystem object (without releasing handles: as in a crash) and builds a
@@ -1056,7 +1056,7 @@ TYPED_TEST(AreaFsConformance, RemoveLeftoversKeepsOpenFiles) {
     this->put("keep", "keep");
     const std::uint64_t content = this->row_of(".hidden_1").meta.content;
     auto h = fs.open(P("d/.hidden_open"), false, false);
-    EXPECT_EQ(fs.remove_leftovers(".hidden"), 2u);
+    EXPECT_EQ(fs.remove_leftovers(), 2u);
     EXPECT_FALSE(this->chunk_stored(content, 0));
     EXPECT_EQ(this->names(""), (std::vector<std::string>{"d", "keep"}));
     EXPECT_EQ(this->names("d"), std::vector<std::string>{".hidden_open"});
@@ -1064,8 +1064,71 @@ TYPED_TEST(AreaFsConformance, RemoveLeftoversKeepsOpenFiles) {
     fs.release(*h);
     this->reload();
     EXPECT_EQ(this->names("d"), std::vector<std::string>{".hidden_open"});
-    EXPECT_EQ(this->fs_->remove_leftovers(".hidden"), 1u);
+    EXPECT_EQ(this->fs_->remove_leftovers(), 1u);
     EXPECT_TRUE(this->names("d").empty());
+}
+
+// The FUSE layer renames a file deleted while open to a transient name and removes it when
+// it is closed; a close racing with the delete must not leave it behind in either order.
+TYPED_TEST(AreaFsConformance, TransientNameLivesOnlyWhileOpen) {
+    auto& fs = *this->fs_;
+    const std::string data = pattern(this->cs() + 5, 21);
+    fs.mkdir(P("d"), 0755);
+
+    // Open at the rename: removed by its last close, data readable until then.
+    this->put("d/a", data);
+    const std::uint64_t a_content = this->row_of("d/a").meta.content;
+    auto h1 = fs.open(P("d/a"), true, false);
+    auto h2 = fs.open(P("d/a"), false, false);
+    fs.rename(P("d/a"), P("d/.hidden_a"), false);
+    EXPECT_EQ(this->names("d"), std::vector<std::string>{".hidden_a"});
+    fs.release(*h1);
+    EXPECT_EQ(this->names("d"), std::vector<std::string>{".hidden_a"});
+    EXPECT_EQ(this->read_all(*h2), data);
+    fs.release(*h2);
+    EXPECT_TRUE(this->names("d").empty());
+    EXPECT_FALSE(this->chunk_stored(a_content, 0));
+    fs.rmdir(P("d"));  // nothing keeps the folder busy
+
+    // Closed before the rename (the close won the race): removed at once.
+    this->put("b", data);
+    const std::uint64_t b_content = this->row_of("b").meta.content;
+    fs.rename(P("b"), P(".hidden_b"), false);
+    EXPECT_TRUE(this->names("").empty());
+    EXPECT_FALSE(this->chunk_stored(b_content, 0));
+    EXPECT_VSC_ERROR(ErrorKind::NotFound, ENOENT, fs.unlink(P(".hidden_b")));  // libfuse's, later
+
+    // Renamed away from a transient name, a file is an ordinary file again.
+    this->put("c", "c");
+    auto h3 = fs.open(P("c"), false, false);
+    fs.rename(P("c"), P(".hidden_c"), false);
+    fs.rename(P(".hidden_c"), P("c2"), false);
+    fs.release(*h3);
+    EXPECT_EQ(this->get("c2"), "c");
+
+    // A file of any other name stays when closed.
+    this->put("e", "e");
+    fs.release(*fs.open(P("e"), false, false));
+    this->reload();
+    EXPECT_EQ(this->names(""), (std::vector<std::string>{"c2", "e"}));
+}
+
+// The kernel sends the close of a file after close() has returned: rmdir waits for files
+// deleted while open (transient names) to go, but not for ever.
+TYPED_TEST(AreaFsConformance, RmdirWaitsForTheLastCloseOfTransientFiles) {
+    auto& fs = *this->fs_;
+    fs.mkdir(P("d"), 0755);
+    this->put("d/f", "x");
+    auto h = fs.open(P("d/f"), false, false);
+    fs.rename(P("d/f"), P("d/.hidden_f"), false);
+    EXPECT_VSC_ERROR(ErrorKind::NotEmpty, ENOTEMPTY, fs.rmdir(P("d")));  // still open
+    std::thread closer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        fs.release(*h);
+    });
+    EXPECT_NO_THROW(fs.rmdir(P("d")));
+    closer.join();
+    EXPECT_TRUE(this->names("").empty());
 }
 
 // A damaged medium is refused when the area is loaded, never followed into a hang or a crash.
