@@ -385,6 +385,8 @@ std::filesystem::path VscFile::create(const std::filesystem::path& store, const 
         Bytes uid = crypto::random(kUidSize);
         {
             sql::Connection db(temp_path, false);
+            // Before the first table: see release_free_pages().
+            db.exec("PRAGMA auto_vacuum=INCREMENTAL");
             db.exec("PRAGMA journal_mode=DELETE");
             sql::Transaction txn(db);
             db.exec(
@@ -488,8 +490,9 @@ void VscFile::checkpointer() {
         unsaved_ = false;
         lock.unlock();
         try {
-            // PASSIVE never blocks readers or writers; what it cannot copy now waits.
             auto db = connection();
+            release_free_pages(*db);
+            // PASSIVE never blocks readers or writers; what it cannot copy now waits.
             auto st = db->prepare("PRAGMA wal_checkpoint(PASSIVE)");
             bool complete = st.step() && st.integer(0) == 0 && st.integer(1) == st.integer(2);
             if (complete) {
@@ -505,6 +508,29 @@ void VscFile::checkpointer() {
             last_write_ = std::chrono::steady_clock::now();
         }
         lock.lock();
+    }
+}
+
+void VscFile::release_free_pages(sql::Connection& db) {
+    constexpr std::int64_t kMinPages = 256;  // 1 MiB: not worth a transaction below
+    constexpr int kStepPages = 4096;         // 16 MiB per transaction, which blocks writers
+    auto pragma = [&](const char* sql) {
+        auto st = db.prepare(sql);
+        return st.step() ? st.integer(0) : 0;
+    };
+    if (pragma("PRAGMA auto_vacuum") != 2) return;  // a file made before it was turned on
+    const auto used_at = last_use_.load(std::memory_order_relaxed);
+    while (pragma("PRAGMA freelist_count") >= kMinPages) {
+        {
+            std::lock_guard write(write_mutex_);
+            db.exec(("PRAGMA incremental_vacuum(" + std::to_string(kStepPages) + ")").c_str());
+        }
+        // Used again meanwhile: the rest waits for the next quiet moment.
+        if (last_use_.load(std::memory_order_relaxed) != used_at) {
+            std::lock_guard again(checkpoint_mutex_);
+            unsaved_ = true;
+            break;
+        }
     }
 }
 

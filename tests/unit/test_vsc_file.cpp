@@ -598,6 +598,38 @@ TEST_F(VscFileTest, CheckpointWaitsUntilReadsPause) {
     EXPECT_TRUE(checkpoints_reach(2)) << "no checkpoint once reads paused";
 }
 
+// Pages of deleted objects go back to the filesystem once the file is idle: the file shrinks,
+// and later writes do not allocate from a long free list.
+TEST_F(VscFileTest, FreedPagesAreReleasedWhenIdle) {
+    using namespace std::chrono_literals;
+    fs::path path = create("shrinks");
+    auto file = VscFile::open(path);
+    VscKeys keys = file->unlock(view_of(kPassword));
+    auto checkpoints_reach = [&](std::uint64_t n) {
+        for (int i = 0; i < 200 && file->checkpoints() < n; ++i) std::this_thread::sleep_for(50ms);
+        return file->checkpoints() >= n;
+    };
+    const std::string big = pattern(160 * kVscChunkSize, 9);  // 10 MiB
+    put(*file, Area::Private, keys, {{"big", big}, {"small", "stays"}});
+    ASSERT_TRUE(checkpoints_reach(1));
+    const auto full_size = fs::file_size(path);
+    ASSERT_GT(full_size, big.size());
+    {
+        AreaFs area(file->area(Area::Private, &keys), Area::Private);
+        area.unlink({"big"});
+    }
+    ASSERT_TRUE(checkpoints_reach(2));
+    EXPECT_LT(fs::file_size(path), full_size - big.size() * 9 / 10);
+    {
+        auto db = file->connection();
+        auto st = db->prepare("PRAGMA freelist_count");
+        ASSERT_TRUE(st.step());
+        EXPECT_LT(st.integer(0), 256);
+    }
+    EXPECT_EQ(get(*file, Area::Private, keys, "small"), "stays");
+    EXPECT_TRUE(file->check(&keys).ok());
+}
+
 // ---- integrity check -----------------------------------------------------------------------
 
 TEST_F(VscFileTest, CheckOfHealthyFile) {
