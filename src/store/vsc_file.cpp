@@ -520,7 +520,10 @@ void VscFile::release_free_pages(sql::Connection& db) {
     };
     if (pragma("PRAGMA auto_vacuum") != 2) return;  // a file made before it was turned on
     const auto used_at = last_use_.load(std::memory_order_relaxed);
-    while (pragma("PRAGMA freelist_count") >= kMinPages) {
+    // Until few pages are free, or a step frees none (which it should not).
+    for (std::int64_t free_pages = pragma("PRAGMA freelist_count"), before = free_pages + 1;
+         free_pages >= kMinPages && free_pages < before;
+         before = free_pages, free_pages = pragma("PRAGMA freelist_count")) {
         {
             std::lock_guard write(write_mutex_);
             db.exec(("PRAGMA incremental_vacuum(" + std::to_string(kStepPages) + ")").c_str());

@@ -114,6 +114,12 @@ protected:
         fs.release(*h);
         return out;
     }
+    // Waits up to 10 s for FILE's background checkpoints to number N.
+    static bool checkpoints_reached(VscFile& file, std::uint64_t n) {
+        for (int i = 0; i < 200 && file.checkpoints() < n; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        return file.checkpoints() >= n;
+    }
     static NodeRow row_named(AreaStore& store, const std::string& name) {
         for (auto& row : store.load())
             if (row.meta.name == name) return row;
@@ -577,10 +583,7 @@ TEST_F(VscFileTest, CheckpointWaitsUntilReadsPause) {
     fs::path path = create("quiet");
     auto file = VscFile::open(path);
     VscKeys keys = file->unlock(view_of(kPassword));
-    auto checkpoints_reach = [&](std::uint64_t n) {
-        for (int i = 0; i < 200 && file->checkpoints() < n; ++i) std::this_thread::sleep_for(50ms);
-        return file->checkpoints() >= n;
-    };
+    auto checkpoints_reach = [&](std::uint64_t n) { return checkpoints_reached(*file, n); };
     put(*file, Area::Public, keys, {{"x", pattern(3 * kVscChunkSize, 7)}});
     ASSERT_TRUE(checkpoints_reach(1)) << "no checkpoint after a write";
     auto store = file->area(Area::Public, nullptr);
@@ -601,14 +604,10 @@ TEST_F(VscFileTest, CheckpointWaitsUntilReadsPause) {
 // Pages of deleted objects go back to the filesystem once the file is idle: the file shrinks,
 // and later writes do not allocate from a long free list.
 TEST_F(VscFileTest, FreedPagesAreReleasedWhenIdle) {
-    using namespace std::chrono_literals;
     fs::path path = create("shrinks");
     auto file = VscFile::open(path);
     VscKeys keys = file->unlock(view_of(kPassword));
-    auto checkpoints_reach = [&](std::uint64_t n) {
-        for (int i = 0; i < 200 && file->checkpoints() < n; ++i) std::this_thread::sleep_for(50ms);
-        return file->checkpoints() >= n;
-    };
+    auto checkpoints_reach = [&](std::uint64_t n) { return checkpoints_reached(*file, n); };
     const std::string big = pattern(160 * kVscChunkSize, 9);  // 10 MiB
     put(*file, Area::Private, keys, {{"big", big}, {"small", "stays"}});
     ASSERT_TRUE(checkpoints_reach(1));
