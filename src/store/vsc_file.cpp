@@ -528,9 +528,10 @@ void VscFile::release_free_pages(sql::Connection& db) {
             std::lock_guard write(write_mutex_);
             db.exec(("PRAGMA incremental_vacuum(" + std::to_string(kStepPages) + ")").c_str());
         }
-        // Used again meanwhile: the rest waits for the next quiet moment.
+        // Used again, or being closed: the rest waits for a later quiet moment.
+        std::lock_guard again(checkpoint_mutex_);
+        if (stopping_) break;
         if (last_use_.load(std::memory_order_relaxed) != used_at) {
-            std::lock_guard again(checkpoint_mutex_);
             unsaved_ = true;
             break;
         }
