@@ -583,9 +583,8 @@ TEST_F(VscFileTest, CheckpointWaitsUntilReadsPause) {
     fs::path path = create("quiet");
     auto file = VscFile::open(path);
     VscKeys keys = file->unlock(view_of(kPassword));
-    auto checkpoints_reach = [&](std::uint64_t n) { return checkpoints_reached(*file, n); };
     put(*file, Area::Public, keys, {{"x", pattern(3 * kVscChunkSize, 7)}});
-    ASSERT_TRUE(checkpoints_reach(1)) << "no checkpoint after a write";
+    ASSERT_TRUE(checkpoints_reached(*file, 1)) << "no checkpoint after a write";
     auto store = file->area(Area::Public, nullptr);
     const std::uint64_t content = row_named(*store, "x").meta.content;
 
@@ -598,7 +597,7 @@ TEST_F(VscFileTest, CheckpointWaitsUntilReadsPause) {
         std::this_thread::sleep_for(1ms);
     }
     EXPECT_EQ(file->checkpoints(), 1u) << "a checkpoint ran while the file was being read";
-    EXPECT_TRUE(checkpoints_reach(2)) << "no checkpoint once reads paused";
+    EXPECT_TRUE(checkpoints_reached(*file, 2)) << "no checkpoint once reads paused";
 }
 
 // Pages of deleted objects go back to the filesystem once the file is idle: the file shrinks,
@@ -607,17 +606,16 @@ TEST_F(VscFileTest, FreedPagesAreReleasedWhenIdle) {
     fs::path path = create("shrinks");
     auto file = VscFile::open(path);
     VscKeys keys = file->unlock(view_of(kPassword));
-    auto checkpoints_reach = [&](std::uint64_t n) { return checkpoints_reached(*file, n); };
     const std::string big = pattern(160 * kVscChunkSize, 9);  // 10 MiB
     put(*file, Area::Private, keys, {{"big", big}, {"small", "stays"}});
-    ASSERT_TRUE(checkpoints_reach(1));
+    ASSERT_TRUE(checkpoints_reached(*file, 1));
     const auto full_size = fs::file_size(path);
     ASSERT_GT(full_size, big.size());
     {
         AreaFs area(file->area(Area::Private, &keys), Area::Private);
         area.unlink({"big"});
     }
-    ASSERT_TRUE(checkpoints_reach(2));
+    ASSERT_TRUE(checkpoints_reached(*file, 2));
     EXPECT_LT(fs::file_size(path), full_size - big.size() * 9 / 10);
     {
         auto db = file->connection();
