@@ -95,8 +95,20 @@ int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
 
 // With nullpath_ok readdir may come without a path: opendir keeps it in the handle.
 int op_opendir(const char* path, fuse_file_info* fi) {
-    fi->fh = reinterpret_cast<std::uint64_t>(new std::string(path));
-    return 0;
+    return guard("opendir", path, [&] {
+        vfs().access(path, R_OK);
+        fi->fh = reinterpret_cast<std::uint64_t>(new std::string(path));
+        return 0;
+    });
+}
+
+// access(2) and chdir: the kernel leaves permission checks to the mount (no
+// default_permissions), except the x bits of a file executed.
+int op_access(const char* path, int mask) {
+    return guard("access", path, [&] {
+        vfs().access(path, mask);
+        return 0;
+    });
 }
 
 int op_releasedir(const char*, fuse_file_info* fi) {
@@ -332,6 +344,7 @@ fuse_operations make_ops() {
     ops.getxattr = op_getxattr;
     ops.listxattr = op_listxattr;
     ops.removexattr = op_removexattr;
+    ops.access = op_access;
     return ops;
 }
 

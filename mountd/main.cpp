@@ -70,8 +70,8 @@ int serve(const Options& opt, int report) {
     ensure_private_dir(store);
     std::string agent = agent_socket(opt.agent).string();
 
-    std::vector<std::string> argv_store = {"vscard-mountd", "-o", "fsname=vscard,subtype=vscard",
-                                           "-o", "default_permissions"};
+    // No default_permissions: Vfs checks the permission bits (see Caller in area_fs.hpp).
+    std::vector<std::string> argv_store = {"vscard-mountd", "-o", "fsname=vscard,subtype=vscard"};
     if (opt.debug) argv_store.push_back("-d");
     std::vector<char*> argv;
     for (auto& s : argv_store) argv.push_back(s.data());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "error.hpp"
@@ -33,11 +34,12 @@ const WipedBytes* inflight_chunk(const FileData& f, std::uint64_t index) {
 }  // namespace
 
 AreaFs::AreaFs(std::shared_ptr<AreaStore> store, Area area, std::shared_ptr<ContentPolicy> policy,
-               std::string transient_prefix)
+               std::string transient_prefix, Caller caller)
     : store_(std::move(store)),
       area_(area),
       policy_(std::move(policy)),
       transient_prefix_(std::move(transient_prefix)),
+      caller_(caller),
       chunk_size_(store_->chunk_size()) {
     load();
 }
@@ -122,11 +124,21 @@ AreaFs::Node& AreaFs::node(std::uint64_t id) {
     return it->second;
 }
 
+void AreaFs::check_access(const Node& n, int mask) const {
+    if (caller_may(caller_, n.meta.kind == NodeKind::Dir, n.meta.mode, mask)) return;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", n.meta.mode & 07777);
+    throw Error(ErrorKind::Locked, std::string("permission denied by mode ") + mode + " of '" +
+                                       (n.meta.name.empty() ? "/" : n.meta.name) +
+                                       "'; change it with chmod");
+}
+
 std::optional<std::uint64_t> AreaFs::find(const RelPath& path) {
     std::uint64_t id = root_;
     for (const auto& part : path) {
         Node& n = node(id);
         if (n.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
+        check_access(n, X_OK);
         auto it = n.children.find(part);
         if (it == n.children.end()) {
             if (part.size() > kMaxName) throw Error(ErrorKind::NameTooLong, "file name too long");
@@ -142,12 +154,13 @@ std::uint64_t AreaFs::resolve(const RelPath& path) {
     throw Error(ErrorKind::NotFound, "no such file or directory");
 }
 
-std::pair<std::uint64_t, std::string> AreaFs::resolve_parent(const RelPath& path) {
+std::pair<std::uint64_t, std::string> AreaFs::resolve_parent(const RelPath& path, int parent_mask) {
     if (path.empty()) throw Error(ErrorKind::Busy, "the area root cannot be changed");
     RelPath parent(path.begin(), path.end() - 1);
     std::uint64_t pid = resolve(parent);
     if (node(pid).meta.kind != NodeKind::Dir)
         throw Error(ErrorKind::NotDirectory, "not a directory");
+    check_access(node(pid), parent_mask);
     check_name(path.back());
     return {pid, path.back()};
 }
@@ -232,7 +245,7 @@ NodeRow AreaFs::new_row(NodeKind kind, std::uint64_t parent, const std::string& 
 Attr AreaFs::mkdir(const RelPath& path, std::uint32_t mode) {
     Exclusive lock(tree_mutex_);
     check_unlocked();
-    auto [pid, name] = resolve_parent(path);
+    auto [pid, name] = resolve_parent(path, W_OK | X_OK);
     if (node(pid).children.count(name)) throw Error(ErrorKind::Exists, "file exists");
     Timestamp now = Timestamp::now();
     NodeRow row = new_row(NodeKind::Dir, pid, name, mode, now);
@@ -254,6 +267,7 @@ void AreaFs::rmdir(const RelPath& path) {
     auto deadline = std::chrono::steady_clock::now() + kTransientWait;
     for (;;) {
         check_unlocked();
+        resolve_parent(path, W_OK | X_OK);
         std::uint64_t id = resolve(path);
         Node& n = node(id);
         if (n.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
@@ -264,7 +278,7 @@ void AreaFs::rmdir(const RelPath& path) {
             transient_gone_.wait_until(lock, deadline) == std::cv_status::timeout)
             throw Error(ErrorKind::NotEmpty, "directory not empty");
     }
-    auto [pid, name] = resolve_parent(path);
+    auto [pid, name] = resolve_parent(path, W_OK | X_OK);
     std::uint64_t id = resolve(path);
     AreaChange change;
     change.deleted_nodes.push_back(id);
@@ -297,7 +311,7 @@ void AreaFs::FileRemoval::finish() {
 void AreaFs::unlink(const RelPath& path) {
     Exclusive lock(tree_mutex_);
     check_unlocked();
-    auto [pid, name] = resolve_parent(path);
+    auto [pid, name] = resolve_parent(path, W_OK | X_OK);
     std::uint64_t id = resolve(path);
     if (node(id).meta.kind == NodeKind::Dir) throw Error(ErrorKind::IsDirectory, "is a directory");
     unlink_locked(pid, name, id);
@@ -316,10 +330,12 @@ void AreaFs::unlink_locked(std::uint64_t parent, const std::string& name, std::u
 void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
     Exclusive lock(tree_mutex_);
     check_unlocked();
-    auto [src_parent, src_name] = resolve_parent(from);
+    auto [src_parent, src_name] = resolve_parent(from, W_OK | X_OK);
     std::uint64_t src = resolve(from);
-    auto [dst_parent, dst_name] = resolve_parent(to);
+    auto [dst_parent, dst_name] = resolve_parent(to, W_OK | X_OK);
     Node& s = node(src);
+    // A folder moved to another parent has its ".." entry changed: it must be writable.
+    if (s.meta.kind == NodeKind::Dir && src_parent != dst_parent) check_access(s, W_OK);
 
     std::optional<std::uint64_t> dst;
     auto existing = node(dst_parent).children.find(dst_name);
@@ -334,6 +350,7 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
             throw Error(ErrorKind::IsDirectory, "is a directory");
         if (d.meta.kind == NodeKind::Dir && !d.children.empty())
             throw Error(ErrorKind::NotEmpty, "directory not empty");
+        if (d.meta.kind == NodeKind::Dir && src_parent != dst_parent) check_access(d, W_OK);
     }
     if (s.meta.kind == NodeKind::Dir) {
         for (std::uint64_t p = dst_parent; p != 0; p = p == root_ ? 0 : node(p).meta.parent)
@@ -430,7 +447,7 @@ void AreaFs::commit_meta(std::uint64_t id) {
     if (Node& n = node(id); n.file) n.file->persisted = true;
 }
 
-void AreaFs::chmod(const RelPath& path, std::uint32_t mode) {
+std::vector<std::string> AreaFs::chmod(const RelPath& path, std::uint32_t mode) {
     Exclusive lock(tree_mutex_);
     check_unlocked();
     std::uint64_t id = resolve(path);
@@ -444,6 +461,21 @@ void AreaFs::chmod(const RelPath& path, std::uint32_t mode) {
         n.meta = before;
         throw;
     }
+    std::vector<std::string> stale;
+    const bool dir = n.meta.kind == NodeKind::Dir;
+    if (!dir || !caller_may(caller_, true, before.mode, X_OK) ||
+        caller_may(caller_, true, n.meta.mode, X_OK))
+        return stale;
+    std::vector<std::pair<std::uint64_t, std::string>> todo{{id, path_of(id)}};
+    while (!todo.empty()) {
+        auto [folder, folder_path] = std::move(todo.back());
+        todo.pop_back();
+        for (const auto& [name, child] : node(folder).children) {
+            stale.push_back(folder_path + "/" + name);
+            if (node(child).meta.kind == NodeKind::Dir) todo.emplace_back(child, stale.back());
+        }
+    }
+    return stale;
 }
 
 void AreaFs::set_mtime(const RelPath& path, Timestamp mtime) {
@@ -480,6 +512,7 @@ void AreaFs::truncate(const RelPath& path, std::uint64_t size) {
         check_unlocked();
         Node& n = node(resolve(path));
         if (!n.file) throw Error(ErrorKind::IsDirectory, "is a directory");
+        check_access(n, W_OK);
         f = n.file;
     }
     OpenFile handle(f, true);
@@ -491,13 +524,15 @@ void AreaFs::truncate(const RelPath& path, std::uint64_t size) {
     if (f->handles == 0 && !f->orphan) commit_locked(*f);
 }
 
-std::shared_ptr<OpenFile> AreaFs::open(const RelPath& path, bool writable, bool truncate) {
+std::shared_ptr<OpenFile> AreaFs::open(const RelPath& path, bool writable, bool truncate,
+                                       bool readable) {
     std::shared_ptr<FileData> f;
     {
         Shared lock(tree_mutex_);
         check_unlocked();
         Node& n = node(resolve(path));
         if (!n.file) throw Error(ErrorKind::IsDirectory, "is a directory");
+        check_access(n, (readable ? R_OK : 0) | (writable ? W_OK : 0));
         store_->check_open(n.meta.content, writable);
         f = n.file;
         std::lock_guard flock(f->mutex);
@@ -508,20 +543,23 @@ std::shared_ptr<OpenFile> AreaFs::open(const RelPath& path, bool writable, bool 
     return handle;
 }
 
-std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode, bool exclusive) {
+std::shared_ptr<OpenFile> AreaFs::create(const RelPath& path, std::uint32_t mode, bool exclusive,
+                                         bool readable) {
     Exclusive lock(tree_mutex_);
     check_unlocked();
-    auto [pid, name] = resolve_parent(path);
+    auto [pid, name] = resolve_parent(path, X_OK);
     auto existing = node(pid).children.find(name);
     if (existing != node(pid).children.end()) {
         if (exclusive) throw Error(ErrorKind::Exists, "file exists");
         Node& n = node(existing->second);
         if (!n.file) throw Error(ErrorKind::IsDirectory, "is a directory");
+        check_access(n, W_OK | (readable ? R_OK : 0));
         store_->check_open(n.meta.content, true);
         std::lock_guard flock(n.file->mutex);
         ++n.file->handles;
         return std::make_shared<OpenFile>(n.file, true);
     }
+    check_access(node(pid), W_OK);
     Timestamp now = Timestamp::now();
     NodeRow row = new_row(NodeKind::File, pid, name, mode, now);
     // The row is written with the file's first commit (at the latest when it is closed): one
@@ -976,6 +1014,7 @@ void AreaFs::setxattr(const RelPath& path, const std::string& name, const std::s
                     store_->describe() + " does not keep extended attributes");
     std::uint64_t id = resolve(path);
     Node& n = node(id);
+    check_access(n, W_OK);
     bool present = n.meta.xattrs.count(name) > 0;
     if ((flags & XATTR_CREATE) && present) throw Error(ErrorKind::Exists, "attribute exists");
     if ((flags & XATTR_REPLACE) && !present)
@@ -995,6 +1034,8 @@ std::string AreaFs::getxattr(const RelPath& path, const std::string& name) {
     Shared lock(tree_mutex_);
     check_unlocked();
     Node& n = node(resolve(path));
+    // Other names (the kernel asks for security.capability before writes) have no value.
+    if (is_kept_xattr(name)) check_access(n, R_OK);
     auto it = n.meta.xattrs.find(name);
     if (it == n.meta.xattrs.end()) throw Error(ErrorKind::NoAttribute, "no such attribute");
     return it->second;
@@ -1014,6 +1055,7 @@ void AreaFs::removexattr(const RelPath& path, const std::string& name) {
     check_unlocked();
     std::uint64_t id = resolve(path);
     Node& n = node(id);
+    if (is_kept_xattr(name)) check_access(n, W_OK);
     if (!n.meta.xattrs.count(name)) throw Error(ErrorKind::NoAttribute, "no such attribute");
     NodeMeta before = n.meta;
     n.meta.xattrs.erase(name);
@@ -1030,6 +1072,12 @@ SpaceInfo AreaFs::statfs() {
     Shared lock(tree_mutex_);
     check_unlocked();
     return store_->space();
+}
+
+void AreaFs::access(const RelPath& path, int mask) {
+    Shared lock(tree_mutex_);
+    check_unlocked();
+    check_access(node(resolve(path)), mask);
 }
 
 std::size_t AreaFs::remove_leftovers() {

@@ -8,6 +8,8 @@
 //
 // Atomicity: what is written through a handle is buffered and committed as one transaction
 // on flush, fsync or close, so after a crash every file holds its old or its new content.
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -58,6 +60,21 @@ public:
 };
 
 class AreaFs;
+
+// Who the kernel lets into the mount. FUSE admits only the user who mounted (the mount does
+// not ask for allow_other), and the mount checks permission bits itself instead of asking the
+// kernel to (default_permissions): the kernel would fetch the attributes of a folder again
+// before every path walked through it after each change in it, a round trip per file copied.
+enum class Caller {
+    Owner,      // a normal user: the owner bits of each mode apply
+    Superuser,  // root: bits restrict only execution, as for root on any filesystem
+};
+
+// Whether CALLER may do MASK (R_OK | W_OK | X_OK, as for access(2)) to an object of MODE.
+inline bool caller_may(Caller caller, bool dir, std::uint32_t mode, int mask) {
+    if (caller == Caller::Superuser) return !(mask & X_OK) || dir || (mode & 0111) != 0;
+    return (mask & ~static_cast<int>((mode >> 6) & 7)) == 0;
+}
 
 // The extended attributes an area keeps: the user.* namespace (DESIGN §3); any other name
 // has no value anywhere.
@@ -121,7 +138,8 @@ public:
     // is open, or whose last handle closes while it has such a name, is removed at once, and
     // remove_leftovers() removes what a crash left of them.
     AreaFs(std::shared_ptr<AreaStore> store, Area area,
-           std::shared_ptr<ContentPolicy> policy = nullptr, std::string transient_prefix = {});
+           std::shared_ptr<ContentPolicy> policy = nullptr, std::string transient_prefix = {},
+           Caller caller = Caller::Superuser);
     ~AreaFs();
 
     Area area() const { return area_; }
@@ -136,12 +154,17 @@ public:
     void rmdir(const RelPath& path);
     void unlink(const RelPath& path);
     void rename(const RelPath& from, const RelPath& to, bool no_replace);
-    void chmod(const RelPath& path, std::uint32_t mode);
+    // Returns the paths below PATH whose cached attributes the kernel must drop: those of a
+    // folder its owner can no longer search (the kernel walks cached names without asking).
+    std::vector<std::string> chmod(const RelPath& path, std::uint32_t mode);
     void set_mtime(const RelPath& path, Timestamp mtime);
     void truncate(const RelPath& path, std::uint64_t size);
 
-    std::shared_ptr<OpenFile> open(const RelPath& path, bool writable, bool truncate);
-    std::shared_ptr<OpenFile> create(const RelPath& path, std::uint32_t mode, bool exclusive);
+    // READABLE: false only for O_WRONLY (it decides which permission bits are needed).
+    std::shared_ptr<OpenFile> open(const RelPath& path, bool writable, bool truncate,
+                                   bool readable = true);
+    std::shared_ptr<OpenFile> create(const RelPath& path, std::uint32_t mode, bool exclusive,
+                                     bool readable = true);
     std::size_t read(OpenFile& file, std::uint64_t offset, std::size_t size, char* out);
     std::size_t write(OpenFile& file, std::uint64_t offset, const char* data, std::size_t size);
     void ftruncate(OpenFile& file, std::uint64_t size);
@@ -157,6 +180,8 @@ public:
     void removexattr(const RelPath& path, const std::string& name);
 
     SpaceInfo statfs();
+    // access(2): MASK of R_OK, W_OK and X_OK, or F_OK (0); throws EACCES when not permitted.
+    void access(const RelPath& path, int mask);
 
     // Removes the files with a transient name anywhere in the area that no handle holds (what
     // a crash left of them); returns how many.
@@ -207,7 +232,10 @@ private:
     Node& node(std::uint64_t id);
     std::uint64_t resolve(const RelPath& path);              // throws ENOENT/ENOTDIR
     std::optional<std::uint64_t> find(const RelPath& path);  // nullopt: no such entry
-    std::pair<std::uint64_t, std::string> resolve_parent(const RelPath& path);
+    // PARENT_MASK: the permission the caller needs on the folder (X_OK to look up the name,
+    // W_OK | X_OK to change the entry).
+    std::pair<std::uint64_t, std::string> resolve_parent(const RelPath& path, int parent_mask);
+    void check_access(const Node& n, int mask) const;  // EACCES unless the caller may
     Attr attr_of(std::uint64_t id);
     NodeRow row_of(std::uint64_t id);  // meta with live file data (caller holds file mutex)
     NodeRow new_row(NodeKind kind, std::uint64_t parent, const std::string& name,
@@ -236,6 +264,7 @@ private:
     Area area_;
     std::shared_ptr<ContentPolicy> policy_;
     const std::string transient_prefix_;
+    const Caller caller_;
     std::size_t chunk_size_;
     std::uint64_t root_ = 0;
     mutable std::shared_mutex tree_mutex_;

@@ -511,7 +511,7 @@ std::shared_ptr<AreaFs> Vfs::open_card_area(Card& card, Area area,
         policy = std::make_shared<SecretKeyPolicy>(std::move(*family_key));
     }
     auto fs = std::make_shared<AreaFs>(std::make_shared<CardAreaStore>(card.session, options), area,
-                                       policy, kHiddenPrefix);
+                                       policy, kHiddenPrefix, options_.caller);
     if (auto n = fs->remove_leftovers())
         log_line(card.prefix(area) + ": removed " + std::to_string(n) +
                  " file(s) deleted while open before the card was pulled");
@@ -521,7 +521,8 @@ std::shared_ptr<AreaFs> Vfs::open_card_area(Card& card, Area area,
 std::shared_ptr<AreaFs> Vfs::open_area(Vsc& vsc, Area area, const VscKeys* keys) {
     std::shared_ptr<ContentPolicy> policy;
     if (area == Area::Secret) policy = std::make_shared<SecretKeyPolicy>(keys->family_key);
-    auto fs = std::make_shared<AreaFs>(vsc.file->area(area, keys), area, policy, kHiddenPrefix);
+    auto fs = std::make_shared<AreaFs>(vsc.file->area(area, keys), area, policy, kHiddenPrefix,
+                                       options_.caller);
     if (auto n = fs->remove_leftovers())
         log_line(vsc.prefix(area) + ": removed " + std::to_string(n) +
                  " file(s) deleted while open before a crash");
@@ -764,7 +765,10 @@ void Vfs::rename(const std::string& from, const std::string& to, bool no_replace
 
 void Vfs::chmod(const std::string& path, std::uint32_t mode) {
     Route r = writable_route(path);
-    area_of(*r.medium, r.area)->chmod(r.rel, mode);
+    auto stale = area_of(*r.medium, r.area)->chmod(r.rel, mode);
+    if (stale.empty()) return;
+    for (auto& p : stale) p = r.medium->prefix(r.area) + p;
+    invalidate(stale);
 }
 
 void Vfs::set_mtime(const std::string& path, Timestamp mtime) {
@@ -788,7 +792,8 @@ std::unique_ptr<VfsHandle> Vfs::open(const std::string& path, int flags) {
     }
     if (r.kind != Route::AreaPath) throw Error(ErrorKind::IsDirectory, "is a directory");
     h->area = area_of(*r.medium, r.area);
-    h->file = h->area->open(r.rel, writable, writable && (flags & O_TRUNC));
+    h->file = h->area->open(r.rel, writable, writable && (flags & O_TRUNC),
+                            (flags & O_ACCMODE) != O_WRONLY);
     h->direct_io = r.area == Area::Secret;
     h->ino_base = r.medium->ino_of(static_cast<int>(r.area), 0);
     return h;
@@ -798,7 +803,7 @@ std::unique_ptr<VfsHandle> Vfs::create(const std::string& path, std::uint32_t mo
     Route r = writable_route(path);
     auto h = std::make_unique<VfsHandle>();
     h->area = area_of(*r.medium, r.area);
-    h->file = h->area->create(r.rel, mode, flags & O_EXCL);
+    h->file = h->area->create(r.rel, mode, flags & O_EXCL, (flags & O_ACCMODE) != O_WRONLY);
     if (flags & O_TRUNC) h->area->ftruncate(*h->file, 0);
     h->direct_io = r.area == Area::Secret;
     h->ino_base = r.medium->ino_of(static_cast<int>(r.area), 0);
@@ -868,6 +873,16 @@ std::vector<std::string> Vfs::listxattr(const std::string& path) {
 void Vfs::removexattr(const std::string& path, const std::string& name) {
     Route r = writable_route(path);
     area_of(*r.medium, r.area)->removexattr(r.rel, name);
+}
+
+void Vfs::access(const std::string& path, int mask) {
+    Route r = route(path);
+    if (r.kind == Route::AreaPath && !(r.rel.empty() && !area_open(*r.medium, r.area)))
+        return area_of(*r.medium, r.area)->access(r.rel, mask);
+    if ((mask & W_OK) && (r.kind == Route::IdDir || r.kind == Route::IdFile)) read_only_id();
+    VfsAttr a = getattr(path);  // the synthetic folders and files, and locked area roots
+    if (!caller_may(options_.caller, a.dir, a.mode, mask))
+        throw Error(ErrorKind::Locked, "permission denied");
 }
 
 SpaceInfo Vfs::statfs(const std::string& path) {

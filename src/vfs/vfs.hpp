@@ -2,6 +2,8 @@
 // The whole mounted tree (DESIGN §3), independent of FUSE: routes paths to the media (VSCs
 // in the store, cards in the readers) and their areas, serves id/, follows lock state from
 // the agent and cards from PC/SC. The FUSE adapter only translates.
+#include <unistd.h>
+
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -56,6 +58,8 @@ struct VfsOptions {
     // Follow the PC/SC readers (card/ shows the cards inserted); tests may hand cards in
     // through card_inserted() instead.
     bool pcsc = false;
+    // Whose permission bits apply: the process's own user is the only one the kernel lets in.
+    Caller caller = ::getuid() == 0 ? Caller::Superuser : Caller::Owner;
 };
 
 class Vfs {
@@ -91,6 +95,8 @@ public:
     std::vector<std::string> listxattr(const std::string& path);
     void removexattr(const std::string& path, const std::string& name);
     SpaceInfo statfs(const std::string& path);
+    // access(2) (also what opening a folder needs: R_OK): MASK of R_OK, W_OK, X_OK or F_OK.
+    void access(const std::string& path, int mask);
 
     // Told of every path whose kernel cache must go (lock, VSC removed).
     void set_invalidator(std::function<void(const std::vector<std::string>&)> invalidate);

@@ -328,6 +328,61 @@ err=$(as_nobody stat "$M/vsc" 2>&1 || true); [[ "$err" == *"Permission denied"* 
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
 }
 
+// A normal user's mount: the kernel lets only that user in and leaves the permission checks
+// to the mount, which must give what the owner bits of each mode allow, as a disk would.
+TEST_F(MountFixture, PermissionBitsHoldInANormalUsersMount) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount as another uid";
+    expect_ok(rig.sh(R"SH(
+chmod 711 "$T"
+U="$T/nobody"; mkdir -p "$U"; chown 65534:65534 "$U"; chmod 700 "$U"
+cat > "$U/run.sh" <<'EOF'
+set -euo pipefail
+trap 'echo "line $LINENO: failed: $BASH_COMMAND" >&2' ERR
+fails() { if "$@" 2>/dev/null; then echo "unexpectedly succeeded: $*" >&2; return 1; fi; }
+# forgotten PATH: what the kernel cached of PATH goes at once, not when the cache times out.
+forgotten() { for i in $(seq 10); do stat "$1" >/dev/null 2>&1 || return 0; sleep 0.05; done; return 1; }
+export HOME=$U XDG_RUNTIME_DIR=$U/run VSCARD_STORE=$U/store VSCARD_AGENT=$U/agent.sock
+mkdir -p "$U/run" "$U/mnt"
+vscard-agent --socket "$VSCARD_AGENT" 2>"$U/agent.log" &
+agent=$!
+trap 'fusermount3 -u "$U/mnt" 2>/dev/null; kill $agent' EXIT
+for i in $(seq 100); do [ -S "$VSCARD_AGENT" ] && break; sleep 0.1; done
+echo pw | vscardctl create mine --password-stdin --kdf-target 20ms >/dev/null
+vscard-mountd --no-pcsc "$U/mnt"
+echo pw | vscardctl unlock vsc/mine --password-stdin >/dev/null
+for area in public private; do
+  A=$U/mnt/vsc/mine/$area
+  for i in $(seq 50); do ls "$A" >/dev/null 2>&1 && break; sleep 0.1; done
+  mkdir "$A/d"; echo data > "$A/d/f"; stat "$A/d/f" >/dev/null
+  chmod 600 "$A/d"                     # not searchable
+  forgotten "$A/d/f"
+  fails cat "$A/d/f"
+  fails touch "$A/d/g"
+  fails bash -c "cd '$A/d'"
+  [ ! -x "$A/d" ]
+  [ "$(ls "$A/d")" = f ]               # r alone lists the names
+  chmod 500 "$A/d"                     # searchable, not writable
+  [ "$(cat "$A/d/f")" = data ]
+  fails touch "$A/d/g"; fails rm "$A/d/f"; fails mv "$A/d/f" "$A/f"; fails mkdir "$A/d/e"
+  chmod 300 "$A/d"; fails ls "$A/d"; touch "$A/d/g"
+  chmod 700 "$A/d"
+  chmod 200 "$A/d/f"                   # write-only
+  fails cat "$A/d/f"; [ -w "$A/d/f" ]; [ ! -r "$A/d/f" ]
+  echo new > "$A/d/f"
+  chmod 400 "$A/d/f"                   # read-only
+  fails bash -c "echo x > '$A/d/f'"; fails truncate -s 0 "$A/d/f"; fails setfattr -n user.a -v 1 "$A/d/f"
+  [ "$(cat "$A/d/f")" = new ]
+  printf '#!/bin/sh\necho ran\n' > "$A/s"
+  fails "$A/s"
+  chmod 700 "$A/s"; [ "$("$A/s")" = ran ]
+  rm -r "$A/d" "$A/s"
+done
+EOF
+chown 65534:65534 "$U/run.sh"
+setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH="$PATH" U="$U" bash "$U/run.sh"
+)SH"));
+}
+
 TEST_F(MountFixture, PasswordChangeKeepsDataAndTheMountWorking) {
     rig.create_vsc("pw", "old-password");
     auto mnt = rig.mount();

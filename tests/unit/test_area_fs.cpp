@@ -60,8 +60,10 @@ class AreaFsConformance : public ::testing::Test {
 protected:
     AreaFsConformance() : store_(medium_.store()), fs_(make_fs()) {}
 
-    std::unique_ptr<AreaFs> make_fs(std::shared_ptr<ContentPolicy> policy = nullptr) {
-        return std::make_unique<AreaFs>(store_, medium_.area(), std::move(policy), ".hidden");
+    std::unique_ptr<AreaFs> make_fs(std::shared_ptr<ContentPolicy> policy = nullptr,
+                                    Caller caller = Caller::Superuser) {
+        return std::make_unique<AreaFs>(store_, medium_.area(), std::move(policy), ".hidden",
+                                        caller);
     }
 
     // Drops the filesystem object (without releasing handles: as in a crash) and builds a
@@ -748,6 +750,113 @@ TYPED_TEST(AreaFsConformance, ChmodDoesNotCommitPendingData) {
     if (TypeParam::kKeepsMetadata) {
         EXPECT_EQ(this->fs_->getattr(P("f")).mode, 0600u);
     }
+}
+
+#define EXPECT_DENIED(...) EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, __VA_ARGS__)
+
+// The mount's owner, the one user the kernel lets in, gets what the owner bits of each mode
+// allow: the kernel leaves the checks to the mount.
+TYPED_TEST(AreaFsConformance, OwnerGetsWhatTheOwnerBitsAllow) {
+    this->fs_ = this->make_fs(nullptr, Caller::Owner);
+    auto& fs = *this->fs_;
+    fs.mkdir(P("d"), 0755);
+    fs.mkdir(P("d/sub"), 0755);
+    this->put("d/f", "data");
+    fs.access(P("d/f"), R_OK | W_OK);
+    EXPECT_DENIED(fs.access(P("d/f"), X_OK));
+
+    // A folder without x: nothing below it can be reached, whatever its own mode.
+    fs.chmod(P("d"), 0600);
+    EXPECT_EQ(fs.getattr(P("d")).mode, 0600u);
+    EXPECT_EQ(fs.readdir(P("d")).size(), 2u);  // r alone lists the names
+    EXPECT_DENIED(fs.getattr(P("d/f")));
+    EXPECT_DENIED(fs.find_attr(P("d/missing")));
+    EXPECT_DENIED(fs.open(P("d/f"), false, false));
+    EXPECT_DENIED(fs.create(P("d/g"), 0644, true));
+    EXPECT_DENIED(fs.unlink(P("d/f")));
+    EXPECT_DENIED(fs.chmod(P("d/f"), 0777));
+    EXPECT_DENIED(fs.getxattr(P("d/f"), "user.a"));
+    EXPECT_DENIED(fs.rename(P("d/f"), P("f2"), false));
+    EXPECT_DENIED(fs.access(P("d/sub"), F_OK));
+    EXPECT_DENIED(fs.access(P("d"), X_OK));
+
+    // x without w: names resolve, entries cannot change.
+    fs.chmod(P("d"), 0500);
+    EXPECT_EQ(this->get("d/f"), "data");
+    EXPECT_DENIED(fs.create(P("d/g"), 0644, true));
+    EXPECT_DENIED(fs.mkdir(P("d/g"), 0755));
+    EXPECT_DENIED(fs.unlink(P("d/f")));
+    EXPECT_DENIED(fs.rmdir(P("d/sub")));
+    EXPECT_DENIED(fs.rename(P("d/f"), P("d/f2"), false));
+    EXPECT_DENIED(fs.rename(P("d/f"), P("f2"), false));
+    fs.release(*fs.create(P("d/f"), 0644, false));  // an existing file opens as it is
+    fs.chmod(P("d"), 0300);                         // w and x without r: no listing
+    EXPECT_DENIED(fs.access(P("d"), R_OK));
+    fs.access(P("d"), W_OK | X_OK);
+    fs.release(*fs.create(P("d/g"), 0644, true));
+    fs.chmod(P("d"), 0755);
+
+    // The file's own bits decide how it opens.
+    fs.chmod(P("d/f"), 0200);
+    EXPECT_DENIED(fs.open(P("d/f"), false, false));
+    EXPECT_DENIED(fs.open(P("d/f"), true, false));      // read and write
+    fs.release(*fs.open(P("d/f"), true, true, false));  // write only (O_TRUNC)
+    EXPECT_DENIED(fs.getxattr(P("d/f"), "user.a"));
+    fs.chmod(P("d/f"), 0400);
+    EXPECT_EQ(this->get("d/f"), "");
+    EXPECT_DENIED(fs.open(P("d/f"), true, false, false));
+    EXPECT_DENIED(fs.create(P("d/f"), 0644, false));
+    EXPECT_DENIED(fs.truncate(P("d/f"), 0));
+    if (TypeParam::kKeepsMetadata) {
+        EXPECT_DENIED(fs.setxattr(P("d/f"), "user.a", "1", 0));
+        EXPECT_DENIED(fs.removexattr(P("d/f"), "user.a"));
+    }
+    EXPECT_VSC_ERROR(ErrorKind::NoAttribute, ENODATA, fs.getxattr(P("d/f"), "security.capability"));
+    fs.chmod(P("d/f"), 0);  // the owner may still change the mode, times and name
+    fs.set_mtime(P("d/f"), Timestamp{1, 0});
+    fs.rename(P("d/f"), P("d/f0"), false);
+    fs.unlink(P("d/f0"));
+
+    // A folder moved to another parent must be writable (its ".." changes).
+    fs.chmod(P("d/sub"), 0500);
+    EXPECT_DENIED(fs.rename(P("d/sub"), P("sub"), false));
+    fs.rename(P("d/sub"), P("d/sub2"), false);
+    fs.chmod(P("d/sub2"), 0700);
+    fs.rename(P("d/sub2"), P("sub"), false);
+    EXPECT_EQ(fs.getattr(P("sub")).kind, NodeKind::Dir);
+}
+
+// Root gets what root gets anywhere: every file opens; only execution needs an x bit.
+TYPED_TEST(AreaFsConformance, SuperuserIsNotRestrictedByTheBits) {
+    auto& fs = *this->fs_;
+    fs.mkdir(P("d"), 0);
+    this->put("d/f", "data");
+    fs.chmod(P("d/f"), 0);
+    EXPECT_EQ(this->get("d/f"), "data");
+    fs.release(*fs.open(P("d/f"), true, false));
+    fs.access(P("d/f"), R_OK | W_OK);
+    EXPECT_DENIED(fs.access(P("d/f"), X_OK));
+    fs.chmod(P("d/f"), 0010);
+    fs.access(P("d/f"), X_OK);
+    fs.access(P("d"), R_OK | W_OK | X_OK);
+    EXPECT_TRUE(fs.chmod(P("d"), 0).empty());
+}
+
+// The kernel walks names it has cached without asking: when the owner can no longer search a
+// folder, chmod names everything below it for the kernel to forget.
+TYPED_TEST(AreaFsConformance, ChmodNamesWhatTheKernelMustForget) {
+    this->fs_ = this->make_fs(nullptr, Caller::Owner);
+    auto& fs = *this->fs_;
+    fs.mkdir(P("d"), 0755);
+    fs.mkdir(P("d/sub"), 0755);
+    this->put("d/sub/f", "x");
+    this->put("d/g", "x");
+    EXPECT_TRUE(fs.chmod(P("d"), 0711).empty());  // still searchable
+    EXPECT_TRUE(fs.chmod(P("d/g"), 0).empty());   // a file
+    auto stale = fs.chmod(P("d"), 0600);
+    std::sort(stale.begin(), stale.end());
+    EXPECT_EQ(stale, (std::vector<std::string>{"/d/g", "/d/sub", "/d/sub/f"}));
+    EXPECT_TRUE(fs.chmod(P("d"), 0).empty());  // already unsearchable
 }
 
 TYPED_TEST(AreaFsConformance, ExtendedAttributes) {
