@@ -441,6 +441,13 @@ void AreaFs::apply_with_pending(AreaChange& change) {
 }
 
 void AreaFs::commit_meta(std::uint64_t id) {
+    if (Node& n = node(id); n.file) {
+        std::lock_guard flock(n.file->mutex);
+        // A new file whose row is not in the store yet (rsync, cp -a and tar set the mode and
+        // times of the files they write before closing them): the change goes with that row
+        // at its first commit, at the latest its close.
+        if (!n.file->persisted) return;
+    }
     AreaChange change;
     change.upserts.push_back(row_of(id));
     apply_with_pending(change);

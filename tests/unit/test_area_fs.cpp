@@ -752,6 +752,27 @@ TYPED_TEST(AreaFsConformance, ChmodDoesNotCommitPendingData) {
     }
 }
 
+// rsync, cp -a and tar set the mode and times of a file they write before closing it: for a
+// new file that rides with its first commit instead of taking a transaction of its own.
+TYPED_TEST(AreaFsConformance, NewFileTakesItsModeAndTimesAlongToItsFirstCommit) {
+    auto& fs = *this->fs_;
+    const Timestamp t1{1234567890, 5};
+    auto h = fs.create(P("f"), 0600, true);
+    this->write_at(*h, 0, "data");
+    fs.chmod(P("f"), 0640);
+    fs.set_mtime(P("f"), t1);
+    if (TypeParam::kKeepsMetadata) fs.setxattr(P("f"), "user.a", "1", 0);
+    EXPECT_FALSE(this->make_fs()->find_attr(P("f")));  // nothing in the store yet
+    EXPECT_EQ(fs.getattr(P("f")).mode, 0640u);
+    fs.release(*h);
+    auto other = this->make_fs();
+    EXPECT_EQ(this->get(*other, "f"), "data");
+    if (!TypeParam::kKeepsMetadata) return;
+    EXPECT_EQ(other->getattr(P("f")).mode, 0640u);
+    EXPECT_EQ(other->getattr(P("f")).mtime, t1);
+    EXPECT_EQ(other->getxattr(P("f"), "user.a"), "1");
+}
+
 #define EXPECT_DENIED(...) EXPECT_VSC_ERROR(ErrorKind::Locked, EACCES, __VA_ARGS__)
 
 // The mount's owner, the one user the kernel lets in, gets what the owner bits of each mode
