@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 
 #include "error.hpp"
 
@@ -272,10 +273,7 @@ void AreaFs::rmdir(const RelPath& path) {
         Node& n = node(id);
         if (n.meta.kind != NodeKind::Dir) throw Error(ErrorKind::NotDirectory, "not a directory");
         if (n.children.empty()) break;
-        bool only_transient = std::all_of(n.children.begin(), n.children.end(),
-                                          [&](const auto& c) { return is_transient(c.first); });
-        if (!only_transient ||
-            transient_gone_.wait_until(lock, deadline) == std::cv_status::timeout)
+        if (!wait_for_transient_close(lock, n, deadline))
             throw Error(ErrorKind::NotEmpty, "directory not empty");
     }
     auto [pid, name] = resolve_parent(path, W_OK | X_OK);
@@ -329,33 +327,47 @@ void AreaFs::unlink_locked(std::uint64_t parent, const std::string& name, std::u
 
 void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
     Exclusive lock(tree_mutex_);
-    check_unlocked();
-    auto [src_parent, src_name] = resolve_parent(from, W_OK | X_OK);
-    std::uint64_t src = resolve(from);
-    auto [dst_parent, dst_name] = resolve_parent(to, W_OK | X_OK);
-    Node& s = node(src);
-    // A folder moved to another parent has its ".." entry changed: it must be writable.
-    if (s.meta.kind == NodeKind::Dir && src_parent != dst_parent) check_access(s, W_OK);
-
+    // A folder replaced that holds only files deleted while open waits for them as rmdir() does.
+    const auto deadline = std::chrono::steady_clock::now() + kTransientWait;
+    std::uint64_t src_parent = 0, src = 0, dst_parent = 0;
+    std::string src_name, dst_name;
     std::optional<std::uint64_t> dst;
-    auto existing = node(dst_parent).children.find(dst_name);
-    if (existing != node(dst_parent).children.end()) dst = existing->second;
-    if (dst == src) return;  // POSIX: renaming a file onto itself does nothing
-    if (dst) {
-        if (no_replace) throw Error(ErrorKind::Exists, "file exists");
-        Node& d = node(*dst);
-        if (s.meta.kind == NodeKind::Dir && d.meta.kind != NodeKind::Dir)
-            throw Error(ErrorKind::NotDirectory, "not a directory");
-        if (s.meta.kind != NodeKind::Dir && d.meta.kind == NodeKind::Dir)
-            throw Error(ErrorKind::IsDirectory, "is a directory");
-        if (d.meta.kind == NodeKind::Dir && !d.children.empty())
-            throw Error(ErrorKind::NotEmpty, "directory not empty");
-        if (d.meta.kind == NodeKind::Dir && src_parent != dst_parent) check_access(d, W_OK);
+    for (bool waited = true; waited;) {
+        waited = false;
+        check_unlocked();
+        std::tie(src_parent, src_name) = resolve_parent(from, W_OK | X_OK);
+        src = resolve(from);
+        std::tie(dst_parent, dst_name) = resolve_parent(to, W_OK | X_OK);
+        const Node& s = node(src);
+        // A folder moved to another parent has its ".." entry changed: it must be writable.
+        if (s.meta.kind == NodeKind::Dir && src_parent != dst_parent) check_access(s, W_OK);
+
+        dst.reset();
+        auto existing = node(dst_parent).children.find(dst_name);
+        if (existing != node(dst_parent).children.end()) dst = existing->second;
+        if (dst == src) return;  // POSIX: renaming a file onto itself does nothing
+        if (dst) {
+            if (no_replace) throw Error(ErrorKind::Exists, "file exists");
+            const Node& d = node(*dst);
+            if (s.meta.kind == NodeKind::Dir && d.meta.kind != NodeKind::Dir)
+                throw Error(ErrorKind::NotDirectory, "not a directory");
+            if (s.meta.kind != NodeKind::Dir && d.meta.kind == NodeKind::Dir)
+                throw Error(ErrorKind::IsDirectory, "is a directory");
+            if (d.meta.kind == NodeKind::Dir && src_parent != dst_parent) check_access(d, W_OK);
+            if (d.meta.kind == NodeKind::Dir && !d.children.empty()) {
+                if (!wait_for_transient_close(lock, d, deadline))
+                    throw Error(ErrorKind::NotEmpty, "directory not empty");
+                waited = true;  // the tree may have changed meanwhile: look again
+                continue;
+            }
+        }
+        if (s.meta.kind == NodeKind::Dir) {
+            for (std::uint64_t p = dst_parent; p != 0; p = p == root_ ? 0 : node(p).meta.parent)
+                if (p == src)
+                    throw Error(ErrorKind::Invalid, "cannot move a directory into itself");
+        }
     }
-    if (s.meta.kind == NodeKind::Dir) {
-        for (std::uint64_t p = dst_parent; p != 0; p = p == root_ ? 0 : node(p).meta.parent)
-            if (p == src) throw Error(ErrorKind::Invalid, "cannot move a directory into itself");
-    }
+    Node& s = node(src);
 
     Timestamp now = Timestamp::now();
     AreaChange change;
@@ -407,6 +419,13 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
     moved_node.meta.name = dst_name;
     moved_node.meta.ctime = now;
     if (policy_ && moved_node.file) create_siblings(src);
+}
+
+bool AreaFs::wait_for_transient_close(std::unique_lock<std::shared_mutex>& lock, const Node& dir,
+                                      std::chrono::steady_clock::time_point deadline) {
+    bool only_transient = std::all_of(dir.children.begin(), dir.children.end(),
+                                      [&](const auto& c) { return is_transient(c.first); });
+    return only_transient && transient_gone_.wait_until(lock, deadline) != std::cv_status::timeout;
 }
 
 void AreaFs::touch_dir(std::uint64_t id, Timestamp now) {

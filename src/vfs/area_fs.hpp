@@ -198,7 +198,8 @@ public:
     // A file rewritten from scratch stages its complete chunks in batches of this many
     // (4 MiB with 64 KiB chunks) once it buffers as many: see FileData::staging.
     static constexpr std::size_t kStageChunks = 64;
-    // How long rmdir() waits for the last close of files with a transient name in the folder.
+    // How long rmdir() and a rename() over a folder wait for the last close of files with a
+    // transient name in the folder.
     static constexpr std::chrono::milliseconds kTransientWait{1000};
 
 private:
@@ -226,6 +227,11 @@ private:
     bool is_transient(std::string_view name) const {
         return !transient_prefix_.empty() && name.starts_with(transient_prefix_);
     }
+    // Folder DIR is not empty: if it holds only transient names, waits (releasing LOCK) for a
+    // close that removes one, at most until DEADLINE. False: other names, or the time ran out.
+    // After true the caller looks again (the tree may have changed).
+    bool wait_for_transient_close(std::unique_lock<std::shared_mutex>& lock, const Node& dir,
+                                  std::chrono::steady_clock::time_point deadline);
 
     void check_unlocked() const;
     void load();

@@ -103,6 +103,10 @@ mkdir "$A/o1"; echo open1 > "$A/o1/f"; exec 4<"$A/o1/f"; rm "$A/o1/f"
 [ "$(cat <&4)" = open1 ]; exec 4<&-
 rmdir "$A/o1"   # at once, although the kernel sends the close after close() returned
 [ ! -e "$A/o1" ]
+mkdir "$A/o2" "$A/o3"; echo open2 > "$A/o2/f"; exec 4<"$A/o2/f"; rm "$A/o2/f"
+fails mv -T "$A/o3" "$A/o2"
+exec 4<&-; mv -T "$A/o3" "$A/o2"   # the same for a folder moved over it
+[ -d "$A/o2" ] && [ ! -e "$A/o3" ]
 )SH",
                      mnt));
 }

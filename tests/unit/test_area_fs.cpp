@@ -1261,6 +1261,23 @@ TYPED_TEST(AreaFsConformance, RmdirWaitsForTheLastCloseOfTransientFiles) {
     EXPECT_TRUE(this->names("").empty());
 }
 
+TYPED_TEST(AreaFsConformance, RenameOverAFolderWaitsForTheLastCloseOfTransientFiles) {
+    auto& fs = *this->fs_;
+    fs.mkdir(P("d"), 0755);
+    fs.mkdir(P("e"), 0755);
+    this->put("d/f", "x");
+    auto h = fs.open(P("d/f"), false, false);
+    fs.rename(P("d/f"), P("d/.hidden_f"), false);
+    EXPECT_VSC_ERROR(ErrorKind::NotEmpty, ENOTEMPTY, fs.rename(P("e"), P("d"), false));
+    std::thread closer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        fs.release(*h);
+    });
+    EXPECT_NO_THROW(fs.rename(P("e"), P("d"), false));
+    closer.join();
+    EXPECT_EQ(this->names(""), std::vector<std::string>{"d"});
+}
+
 // A damaged medium is refused when the area is loaded, never followed into a hang or a crash.
 TYPED_TEST(AreaFsConformance, DamagedTreeIsRefusedOnLoad) {
     if (!TypeParam::kStoresNodeRows) GTEST_SKIP() << "the medium builds its tree from names";
