@@ -3,6 +3,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -93,11 +94,18 @@ int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
     });
 }
 
-// With nullpath_ok readdir may come without a path: opendir keeps it in the handle.
+// An open folder. With nullpath_ok readdir may come without a path, so it is kept here, with
+// the listing taken when reading starts: the kernel's buffer holds only part of a large
+// folder, and the next call goes on at the offset of the last entry it took.
+struct OpenDir {
+    std::string path;
+    std::vector<std::pair<std::string, VfsAttr>> entries;
+};
+
 int op_opendir(const char* path, fuse_file_info* fi) {
     return guard("opendir", path, [&] {
         vfs().access(path, R_OK);
-        fi->fh = reinterpret_cast<std::uint64_t>(new std::string(path));
+        fi->fh = reinterpret_cast<std::uint64_t>(new OpenDir{path, {}});
         return 0;
     });
 }
@@ -112,22 +120,30 @@ int op_access(const char* path, int mask) {
 }
 
 int op_releasedir(const char*, fuse_file_info* fi) {
-    delete reinterpret_cast<std::string*>(fi->fh);
+    delete reinterpret_cast<OpenDir*>(fi->fh);
     return 0;
 }
 
-int op_readdir(const char*, void* buf, fuse_fill_dir_t filler, off_t, fuse_file_info* fi,
+// Entries go out with their offsets (1 and 2 for "." and "..", then 3 onwards): only then
+// does libfuse hand the kernel, with READDIRPLUS, entries it keeps (`ls -l`, `find`, `cp -r`
+// then need no LOOKUP per name). Without offsets it lists everything in one go and the
+// kernel ignores the attributes sent along.
+int op_readdir(const char*, void* buf, fuse_fill_dir_t filler, off_t offset, fuse_file_info* fi,
                fuse_readdir_flags flags) {
-    const std::string& path = *reinterpret_cast<std::string*>(fi->fh);
-    return guard("readdir", path.c_str(), [&] {
-        auto entries = vfs().readdir(path);
-        auto fill_flags = (flags & FUSE_READDIR_PLUS) ? FUSE_FILL_DIR_PLUS : fuse_fill_dir_flags(0);
-        filler(buf, ".", nullptr, 0, fuse_fill_dir_flags(0));
-        filler(buf, "..", nullptr, 0, fuse_fill_dir_flags(0));
-        for (const auto& [name, attr] : entries) {
+    auto& dir = *reinterpret_cast<OpenDir*>(fi->fh);
+    return guard("readdir", dir.path.c_str(), [&] {
+        if (offset == 0) dir.entries = vfs().readdir(dir.path);  // also after rewinddir()
+        auto plus = (flags & FUSE_READDIR_PLUS) ? FUSE_FILL_DIR_PLUS : fuse_fill_dir_flags(0);
+        const off_t end = 2 + static_cast<off_t>(dir.entries.size());
+        for (off_t i = std::max<off_t>(offset, 0); i < end; ++i) {
+            if (i < 2) {
+                if (filler(buf, i == 0 ? "." : "..", nullptr, i + 1, fuse_fill_dir_flags(0))) break;
+                continue;
+            }
+            const auto& [name, attr] = dir.entries[static_cast<std::size_t>(i - 2)];
             struct stat st;
             fill_stat(attr, &st);
-            if (filler(buf, name.c_str(), &st, 0, fill_flags)) break;
+            if (filler(buf, name.c_str(), &st, i + 1, plus)) break;
         }
         return 0;
     });

@@ -131,6 +131,11 @@ truncate -s 10000 "$A/f"; [ "$(stat -c %s "$A/f")" = 10000 ]
 printf 'XY' | dd of="$A/f" bs=1 seek=70000 conv=notrunc status=none
 [ "$(stat -c %s "$A/f")" = 70002 ]; [ "$(tail -c 2 "$A/f")" = XY ]
 [ "$(stat -c %i "$A/f")" = "$ino" ]
+# a folder listed in many calls (the kernel's buffer holds a few dozen entries with attributes)
+mkdir "$A/many"; (cd "$A/many" && touch $(seq -f 'a-rather-long-file-name-%04g' 1 700))
+[ "$(ls "$A/many" | wc -l)" = 700 ]; [ "$(ls -l "$A/many" | grep -c rather-long)" = 700 ]
+[ "$(find "$A/many" -type f | sort | tail -1)" = "$A/many/a-rather-long-file-name-0700" ]
+rm -r "$A/many"
 long=$(printf 'n%.0s' $(seq 1 256))
 fails touch "$A/$long"
 echo "$ino" > "$T/ino"
