@@ -332,8 +332,7 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
     std::uint64_t src_parent = 0, src = 0, dst_parent = 0;
     std::string src_name, dst_name;
     std::optional<std::uint64_t> dst;
-    for (bool waited = true; waited;) {
-        waited = false;
+    for (;;) {
         check_unlocked();
         std::tie(src_parent, src_name) = resolve_parent(from, W_OK | X_OK);
         src = resolve(from);
@@ -357,8 +356,7 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
             if (d.meta.kind == NodeKind::Dir && !d.children.empty()) {
                 if (!wait_for_transient_close(lock, d, deadline))
                     throw Error(ErrorKind::NotEmpty, "directory not empty");
-                waited = true;  // the tree may have changed meanwhile: look again
-                continue;
+                continue;  // the tree may have changed meanwhile: look again
             }
         }
         if (s.meta.kind == NodeKind::Dir) {
@@ -366,6 +364,7 @@ void AreaFs::rename(const RelPath& from, const RelPath& to, bool no_replace) {
                 if (p == src)
                     throw Error(ErrorKind::Invalid, "cannot move a directory into itself");
         }
+        break;
     }
     Node& s = node(src);
 
